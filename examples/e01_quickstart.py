@@ -1,0 +1,46 @@
+"""Quickstart: a delayed task and its status, on the embedded ``memory://`` broker.
+
+How to run (nothing else needed):
+
+    python examples/e01_quickstart.py
+
+Set ``TASKIQ_KIT_BROKER_URL`` to ``amqp://...`` or ``redis://...`` to kick into a real broker
+instead, and run ``taskiq worker examples.e01_quickstart:broker`` beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from taskiq_kit import KitSettings, get_status, get_task_record, make_broker
+
+settings = KitSettings()
+broker = make_broker(settings.broker_url.get_secret_value())
+
+
+@broker.task
+async def send_reminder(user: str) -> str:
+    """Pretend to send a reminder."""
+    return f"reminded {user}"
+
+
+async def main() -> None:
+    await broker.startup()
+    try:
+        started = time.monotonic()
+        task = await send_reminder.kicker().with_labels(delay=2).kiq("ada")
+        print(f"kicked {task.task_id}: {await get_status(broker, task.task_id)}")
+
+        result = await task.wait_result(timeout=10)
+        record = await get_task_record(broker, task.task_id)
+        print(f"after {time.monotonic() - started:.2f} s: {record.status} -> {result.return_value!r}")
+        assert record.due_at is not None
+        assert record.started_at is not None
+        print(f"started {record.started_at - record.due_at:+.3f} s from its due time")
+    finally:
+        await broker.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

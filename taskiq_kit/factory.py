@@ -1,0 +1,70 @@
+"""``make_broker``: one URL in, a broker with delay, status and dead-lettering wired in out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from taskiq_kit.base import KitBroker
+from taskiq_kit.exceptions import NotImplementedYetError
+from taskiq_kit.memory import MemoryBroker, MemoryResultBackend
+from taskiq_kit.results.backend import KitResultBackend
+from taskiq_kit.settings import DAY
+from taskiq_kit.urls import BROKER_SCHEMES, RESULT_SCHEMES, ParsedURL, parse_url, redact
+
+logger = logging.getLogger("taskiq_kit")
+
+
+def make_result_backend(url: str, *, result_ttl: float | None = DAY) -> KitResultBackend[Any]:
+    """Build the result backend for ``url`` (``redis://``, ``postgresql://`` or ``memory://``).
+
+    Raises:
+        InvalidURLError: for a malformed URL or an unsupported scheme.
+
+    """
+    parsed = parse_url(url, accepted=RESULT_SCHEMES)
+    if parsed.scheme == "memory":
+        return MemoryResultBackend(result_ttl=result_ttl)
+    if parsed.scheme in ("redis", "rediss"):
+        raise NotImplementedYetError(feature="the Redis result backend")
+    raise NotImplementedYetError(feature="the PostgreSQL result backend")
+
+
+def _default_result_url(broker: ParsedURL) -> str:
+    if broker.scheme in ("redis", "rediss"):
+        return broker.url
+    return "memory://"
+
+
+def make_broker(url: str, *, result_url: str | None = None, **options: Any) -> KitBroker:
+    """Build a broker from a URL.
+
+    ``amqp://`` / ``amqps://`` give a RabbitMQ broker, ``redis://`` / ``rediss://`` a Redis broker,
+    ``memory://`` the embedded in-process broker. Results, status and progress go to
+    ``result_url``; by default to the Redis server when the broker is Redis, else in memory.
+    The returned broker runs under ``taskiq worker module:broker`` as usual.
+
+    Args:
+        url: the broker URL.
+        result_url: where results, status and progress live.
+        **options: passed to the broker class (see each broker's documentation).
+            ``result_ttl`` (seconds, or ``None`` to keep) is given to the result backend.
+
+    Returns:
+        The broker. Call ``await broker.startup()`` (FastAPI: the kit's lifespan does) before kicking.
+
+    Raises:
+        InvalidURLError: for a malformed URL or an unsupported scheme; the message names the
+            accepted schemes and never contains the password.
+        MissingExtraError: when the transport's extra (``rabbit``, ``redis``) is not installed.
+
+    """
+    parsed = parse_url(url, accepted=BROKER_SCHEMES)
+    result_ttl = options.pop("result_ttl", DAY)
+    backend = make_result_backend(result_url or _default_result_url(parsed), result_ttl=result_ttl)
+    logger.debug("Building a %s broker for %s.", parsed.scheme, redact(parsed.url))
+    if parsed.scheme == "memory":
+        return MemoryBroker(result_backend=backend, **options)
+    if parsed.scheme in ("amqp", "amqps"):
+        raise NotImplementedYetError(feature="the RabbitMQ broker")
+    raise NotImplementedYetError(feature="the Redis broker")

@@ -1,0 +1,99 @@
+"""In-process result backend: results, status records and progress in dicts with TTLs."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any, Generic, TypeVar
+
+from taskiq.depends.progress_tracker import TaskProgress
+from taskiq.result import TaskiqResult
+
+from taskiq_kit.results.backend import KitResultBackend
+from taskiq_kit.results.status import TaskRecord
+from taskiq_kit.settings import DAY
+
+_R = TypeVar("_R")
+_V = TypeVar("_V")
+
+
+class _ExpiringDict(Generic[_V]):
+    """A bounded mapping whose entries vanish after their TTL (oldest first when full)."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[str, tuple[_V, float | None]] = OrderedDict()
+
+    def get(self, key: str) -> _V | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        value, deadline = item
+        if deadline is not None and time.monotonic() >= deadline:
+            del self._items[key]
+            return None
+        return value
+
+    def put(self, key: str, value: _V, ttl: float | None) -> None:
+        self._items.pop(key, None)
+        while len(self._items) >= self.max_entries:
+            self._items.popitem(last=False)
+        self._items[key] = (value, None if ttl is None else time.monotonic() + ttl)
+
+
+class MemoryResultBackend(KitResultBackend[_R]):
+    """Keeps everything in this process. For ``memory://`` brokers, tests and demos.
+
+    Args:
+        result_ttl: seconds entries live after their last write (``None``: forever).
+        max_entries: entries kept per kind before the oldest are dropped.
+
+    """
+
+    def __init__(self, *, result_ttl: float | None = DAY, max_entries: int = 10_000) -> None:
+        self.result_ttl = result_ttl
+        self._results: _ExpiringDict[TaskiqResult[_R]] = _ExpiringDict(max_entries)
+        self._records: _ExpiringDict[dict[str, Any]] = _ExpiringDict(max_entries)
+        self._progress: _ExpiringDict[TaskProgress[Any]] = _ExpiringDict(max_entries)
+
+    async def set_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
+        """Store the result of ``task_id``."""
+        self._results.put(task_id, result, self.result_ttl)
+
+    async def is_result_ready(self, task_id: str) -> bool:
+        """Whether a result of ``task_id`` is stored."""
+        return self._results.get(task_id) is not None
+
+    async def get_result(self, task_id: str, with_logs: bool = False) -> TaskiqResult[_R]:
+        """Return the result of ``task_id``.
+
+        Raises:
+            KeyError: when there is none.
+
+        """
+        result = self._results.get(task_id)
+        if result is None:
+            raise KeyError(task_id)
+        return result
+
+    async def set_progress(self, task_id: str, progress: TaskProgress[Any]) -> None:
+        """Store the progress of ``task_id``."""
+        self._progress.put(task_id, progress, self.result_ttl)
+
+    async def get_progress(self, task_id: str) -> TaskProgress[Any] | None:
+        """Return the progress of ``task_id``, if any."""
+        return self._progress.get(task_id)
+
+    async def write_status(self, task_id: str, fields: dict[str, Any]) -> None:
+        """Merge ``fields`` into the record of ``task_id``."""
+        now = time.time()
+        current = self._records.get(task_id) or {"task_id": task_id}
+        merged = {**current, **fields}
+        self._records.put(task_id, merged, self.record_ttl(merged.get("due_at"), now))
+
+    async def get_record(self, task_id: str) -> TaskRecord | None:
+        """Return the record of ``task_id``, if any."""
+        fields = self._records.get(task_id)
+        if fields is None or "status" not in fields:
+            return None
+        return TaskRecord.model_validate(fields)

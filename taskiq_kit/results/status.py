@@ -1,0 +1,190 @@
+"""Task status: the states, the record kept per task, and the middleware that writes it."""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+from taskiq.abc.middleware import TaskiqMiddleware
+from taskiq.exceptions import NoResultError
+
+from taskiq_kit.labels import KICKED_AT, RETRIES, label_float, read_timing
+
+if TYPE_CHECKING:
+    from taskiq.message import TaskiqMessage
+    from taskiq.result import TaskiqResult
+
+    from taskiq_kit.results.backend import KitResultBackend
+
+
+class TaskStatus(str, enum.Enum):
+    """Where a task is in its life."""
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    STARTED = "started"
+    RETRYING = "retrying"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ABORTED = "aborted"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the task will not change state again (unless kicked again)."""
+        return self in _FINAL
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_FINAL = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.ABORTED, TaskStatus.EXPIRED})
+
+
+class ErrorInfo(BaseModel):
+    """An exception as data: safe to store, to send as JSON, and to re-raise on the reading side."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        """Describe ``exc`` (its qualified type name, message and traceback text)."""
+        kind = type(exc)
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else f"{kind.__module__}.{kind.__qualname__}"
+        )
+        text = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
+        return cls(type=name, message=str(exc), traceback=text or None)
+
+
+class TaskRecord(BaseModel):
+    """What is known about one task id. Times are unix seconds."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    task_id: str
+    status: TaskStatus
+    task_name: str | None = None
+    attempt: int = 1
+    worker: str | None = None
+    kicked_at: float | None = None
+    due_at: float | None = None
+    expires_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float | None = None
+    error: ErrorInfo | None = None
+
+
+def worker_identity() -> str:
+    """``host:pid`` of this process, recorded on the tasks it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _attempt(message: TaskiqMessage) -> int:
+    try:
+        return int(message.labels.get(RETRIES, 0)) + 1
+    except (TypeError, ValueError):
+        return 1
+
+
+def kick_fields(message: TaskiqMessage, *, now: float) -> dict[str, Any]:
+    """Fields of the record written when ``message`` is kicked."""
+    due = read_timing(message.labels)
+    attempt = _attempt(message)
+    if attempt > 1:
+        status = TaskStatus.RETRYING
+    elif due.due_at is not None and due.due_at > now:
+        status = TaskStatus.SCHEDULED
+    else:
+        status = TaskStatus.PENDING
+    kicked_at = label_float(message.labels.get(KICKED_AT))
+    return {
+        "task_id": message.task_id,
+        "task_name": message.task_name,
+        "status": status,
+        "attempt": attempt,
+        "kicked_at": kicked_at if kicked_at is not None else now,
+        "due_at": due.due_at,
+        "expires_at": due.expires_at,
+        "started_at": None,
+        "finished_at": None,
+        "error": None,
+        "updated_at": now,
+    }
+
+
+class StatusMiddleware(TaskiqMiddleware):
+    """Records every status transition in the broker's :class:`KitResultBackend`.
+
+    kick -> ``pending`` (``scheduled`` when delayed, ``retrying`` when re-kicked by a retry
+    middleware); start -> ``started``; result saved -> ``success`` / ``failure``.
+    ``aborted`` and ``expired`` are written where those events happen (the delivery gate and the
+    abort machinery). Records are kept ``result_ttl`` seconds past the task's due time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.worker = worker_identity()
+
+    @property
+    def backend(self) -> KitResultBackend[Any]:
+        """The broker's result backend (it keeps the status records)."""
+        return self.broker.result_backend  # type: ignore[return-value]
+
+    async def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+        """Write ``pending`` / ``scheduled`` / ``retrying`` before the message leaves."""
+        now = time.time()
+        await self.backend.write_status(message.task_id, kick_fields(message, now=now))
+        return message
+
+    async def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        """Write ``started``."""
+        now = time.time()
+        await self.backend.write_status(
+            message.task_id,
+            {
+                "status": TaskStatus.STARTED,
+                "task_name": message.task_name,
+                "attempt": _attempt(message),
+                "worker": self.worker,
+                "started_at": now,
+                "updated_at": now,
+            },
+        )
+        return message
+
+    async def post_save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        """Write ``success`` or ``failure`` once the result is stored."""
+        now = time.time()
+        error = result.error
+        fields: dict[str, Any] = {"finished_at": now, "updated_at": now}
+        if error is None and not result.is_err:
+            fields["status"] = TaskStatus.SUCCESS
+        else:
+            fields["status"] = TaskStatus.FAILURE
+            if error is not None:
+                fields["error"] = ErrorInfo.from_exception(error)
+        await self.backend.write_status(message.task_id, fields)
+
+    async def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        """Close the record of a task that stores no result (``NoResultError``) and is not retried."""
+        if isinstance(result.error, NoResultError):
+            record = await self.backend.get_record(message.task_id)
+            if record is not None and record.status is TaskStatus.STARTED:
+                now = time.time()
+                await self.backend.write_status(
+                    message.task_id,
+                    {"status": TaskStatus.SUCCESS, "finished_at": now, "updated_at": now},
+                )
