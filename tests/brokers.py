@@ -6,6 +6,7 @@ Each transport adds a builder to ``_BUILDERS``; the contract suite runs against 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
@@ -45,6 +46,15 @@ async def _memory(_names: Callable[[str], str]) -> AsyncIterator[BrokerHarness]:
 
 
 _BUILDERS: dict[str, Builder] = {"memory": _memory}
+
+# Each transport's test package provides ``build(names)``: an async context manager yielding a
+# BrokerHarness for a broker on uuid-named queues/keys, cleaned up on exit.
+for _kind, _module in (("rabbit", "tests.rabbit.harness"), ("redis", "tests.redis.harness")):
+    try:
+        _BUILDERS[_kind] = importlib.import_module(_module).build
+    except ModuleNotFoundError as _exc:
+        if _exc.name != _module:
+            raise
 
 #: Broker kinds the contract suite runs against (``TASKIQ_KIT_TEST_BROKERS=memory,redis`` narrows it).
 BROKER_KINDS = [
