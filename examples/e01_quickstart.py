@@ -34,7 +34,9 @@ async def main() -> None:
 
         result = await task.wait_result(timeout=10)
         record = await get_task_record(broker, task.task_id)
-        print(f"after {time.monotonic() - started:.2f} s: {record.status} -> {result.return_value!r}")
+        print(
+            f"after {time.monotonic() - started:.2f} s: {record.status} -> {result.return_value!r}"
+        )
         assert record.due_at is not None
         assert record.started_at is not None
         print(f"started {record.started_at - record.due_at:+.3f} s from its due time")

@@ -87,5 +87,7 @@ class NotImplementedYetError(TaskiqKitError, NotImplementedError):
 class NotAKitBrokerError(TaskiqKitError, TypeError):
     """A kit function was given a broker that was not built by the kit."""
 
-    __template__ = "{broker} keeps no task status or abort state: build it with taskiq_kit.make_broker()"
+    __template__ = (
+        "{broker} keeps no task status or abort state: build it with taskiq_kit.make_broker()"
+    )
     broker: str

@@ -212,11 +212,11 @@ def read_timing(labels: dict[str, Any]) -> Timing:
 
 def label_float(value: object) -> float | None:
     """Read a float label value (wire string or number); ``None`` when absent or unreadable."""
-    if value is None or isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
     try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        number = float(value)
+    except ValueError:
         return None
     return number if math.isfinite(number) else None
 

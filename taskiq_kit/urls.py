@@ -7,7 +7,7 @@ and logs show.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from taskiq_kit.exceptions import InvalidURLError
 
@@ -18,6 +18,8 @@ RESULT_SCHEMES = ("redis", "rediss", "postgresql", "postgres", "memory")
 def redact(url: str) -> str:
     """Return ``url`` with any password replaced by ``***``.
 
+    Works on text alone, so even a malformed URL (no scheme, bad port) is safe to show.
+
     Args:
         url: a URL, possibly with credentials.
 
@@ -25,26 +27,16 @@ def redact(url: str) -> str:
         The same URL, safe to log.
 
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    port = f":{parts.port}" if _safe_port(parts) is not None else ""
-    netloc = f"{user}:***@{host}{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _safe_port(parts: SplitResult) -> int | None:
-    try:
-        return parts.port
-    except ValueError:
-        return None
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        userinfo, _, hostport = authority.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        if colon:
+            authority = f"{user}:***@{hostport}"
+    return f"{scheme}{sep}{authority}{slash}{path}"
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ Each transport adds a builder to ``_BUILDERS``; the contract suite runs against 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import contextlib
+import importlib
 import os
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor

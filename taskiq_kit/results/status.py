@@ -141,7 +141,9 @@ class StatusMiddleware(TaskiqMiddleware):
     @property
     def backend(self) -> KitResultBackend[Any]:
         """The broker's result backend (it keeps the status records)."""
-        return self.broker.result_backend  # type: ignore[return-value]
+        from taskiq_kit.results.api import kit_backend  # noqa: PLC0415 - api imports this module
+
+        return kit_backend(self.broker)
 
     async def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
         """Write ``pending`` / ``scheduled`` / ``retrying`` before the message leaves."""
