@@ -4,6 +4,7 @@ Plugin-less delayed delivery, task status and safe result backends, dead-letteri
 FastAPI wiring, for TaskIQ on RabbitMQ and Redis. Start with :func:`make_broker`.
 """
 
+from taskiq_kit.abort import AbortOutcome, AbortToken, abort_task
 from taskiq_kit.base import KitBroker
 from taskiq_kit.exceptions import (
     BrokerNotAvailableError,
@@ -11,6 +12,7 @@ from taskiq_kit.exceptions import (
     InvalidTaskIdError,
     InvalidURLError,
     MissingExtraError,
+    TaskAbortedError,
     TaskiqKitError,
     TaskNotFoundError,
     UnroutableTaskError,
@@ -30,6 +32,8 @@ from taskiq_kit.results import (
 from taskiq_kit.settings import KitSettings
 
 __all__ = [
+    "AbortOutcome",
+    "AbortToken",
     "BrokerNotAvailableError",
     "ErrorInfo",
     "InvalidDelayError",
@@ -42,11 +46,13 @@ __all__ = [
     "MemoryResultBackend",
     "MissingExtraError",
     "StatusMiddleware",
+    "TaskAbortedError",
     "TaskNotFoundError",
     "TaskRecord",
     "TaskStatus",
     "TaskiqKitError",
     "UnroutableTaskError",
+    "abort_task",
     "get_status",
     "get_task_record",
     "make_broker",

@@ -2,7 +2,7 @@
 
 taskiq's Receiver acknowledges (drops) messages it cannot parse or whose task it does not know.
 The kit sends those to the transport's dead-letter queue instead, refuses messages delivered too
-many times (a task that keeps killing workers), and drops expired tasks, recording why.
+many times (a task that keeps killing workers), and drops expired and aborted tasks, recording why.
 """
 
 from __future__ import annotations
@@ -78,6 +78,18 @@ class DeliveryGate:
             )
             await self._record(
                 message, {"status": TaskStatus.EXPIRED, "finished_at": now, "updated_at": now}
+            )
+            await delivery.ack()
+            return None
+        record = await self.broker.result_backend.get_record(message.task_id)
+        if record is not None and record.abort_requested_at is not None:
+            logger.info(
+                "Task %s (%s) was aborted before it ran; dropped.",
+                message.task_id,
+                message.task_name,
+            )
+            await self._record(
+                message, {"status": TaskStatus.ABORTED, "finished_at": now, "updated_at": now}
             )
             await delivery.ack()
             return None

@@ -91,3 +91,14 @@ class NotAKitBrokerError(TaskiqKitError, TypeError):
         "{broker} keeps no task status or abort state: build it with taskiq_kit.make_broker()"
     )
     broker: str
+
+
+class TaskAbortedError(TaskiqKitError):
+    """The task was aborted (``abort_task``) before or while it ran.
+
+    It is the error stored as the result of an aborted task, and what
+    :meth:`~taskiq_kit.abort.AbortToken.raise_if_aborted` raises inside one.
+    """
+
+    __template__ = "task {task_id!r} was aborted"
+    task_id: str

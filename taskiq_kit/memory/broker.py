@@ -14,6 +14,7 @@ from taskiq.message import BrokerMessage
 from taskiq.receiver import Receiver
 from taskiq.utils import maybe_awaitable
 
+from taskiq_kit.abort.signal import MemoryAbortSignal
 from taskiq_kit.base import KitBroker
 from taskiq_kit.delivery import Delivery
 from taskiq_kit.labels import Timing
@@ -52,6 +53,7 @@ class MemoryBroker(KitBroker):
         super().__init__(
             result_backend=result_backend or MemoryResultBackend(result_ttl=result_ttl),
             max_delivery_attempts=max_delivery_attempts,
+            abort_signal=MemoryAbortSignal(),
         )
         self.max_async_tasks = max_async_tasks
         self.sync_tasks_pool_size = sync_tasks_pool_size

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from taskiq.abc.middleware import TaskiqMiddleware
 from taskiq.exceptions import NoResultError
 
+from taskiq_kit.exceptions import TaskAbortedError
 from taskiq_kit.labels import KICKED_AT, RETRIES, label_float, read_timing
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class TaskRecord(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     updated_at: float | None = None
+    abort_requested_at: float | None = None
     error: ErrorInfo | None = None
 
 
@@ -174,6 +176,8 @@ class StatusMiddleware(TaskiqMiddleware):
         fields: dict[str, Any] = {"finished_at": now, "updated_at": now}
         if error is None and not result.is_err:
             fields["status"] = TaskStatus.SUCCESS
+        elif isinstance(error, TaskAbortedError):
+            fields["status"] = TaskStatus.ABORTED
         else:
             fields["status"] = TaskStatus.FAILURE
             if error is not None:

@@ -1,0 +1,96 @@
+"""``abort_task``: stop a queued, delayed or running task."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+
+from taskiq.abc.broker import AsyncBroker
+
+from taskiq_kit.abort.middleware import AbortMiddleware
+from taskiq_kit.exceptions import NotAKitBrokerError, TaskNotFoundError
+from taskiq_kit.results.api import check_task_id, kit_backend
+from taskiq_kit.results.status import TaskStatus
+
+
+class AbortOutcome(str, enum.Enum):
+    """What :func:`abort_task` did."""
+
+    #: The task had not started; it never will.
+    ABORTED_BEFORE_START = "aborted_before_start"
+    #: The task was running and has been stopped.
+    ABORTED_WHILE_RUNNING = "aborted_while_running"
+    #: The task is running and was told to stop, but had not stopped when ``abort_task`` returned
+    #: (a sync task that does not check its ``AbortToken``, or ``wait=0``).
+    ABORT_REQUESTED = "abort_requested"
+    #: The task had already finished (success, failure or expired); nothing was changed.
+    ALREADY_FINISHED = "already_finished"
+    #: The task had already been aborted; nothing was changed.
+    ALREADY_ABORTED = "already_aborted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def abort_middleware(broker: AsyncBroker) -> AbortMiddleware:
+    """The broker's :class:`AbortMiddleware`.
+
+    Raises:
+        NotAKitBrokerError: when the broker was not built by the kit.
+    """
+    for middleware in broker.middlewares:
+        if isinstance(middleware, AbortMiddleware):
+            return middleware
+    raise NotAKitBrokerError(broker=type(broker).__name__)
+
+
+async def abort_task(broker: AsyncBroker, task_id: str, *, wait: float = 5.0) -> AbortOutcome:
+    """Abort ``task_id``: queued and delayed tasks never start, a running one is stopped.
+
+    A durable tombstone is written to the task's status record before anything else, so a worker
+    that receives the message later (even one restarted after this call) drops it. A running task
+    is reached by a push to every worker process; only the one running it acts. Aborting twice is
+    harmless.
+
+    Args:
+        broker: a broker built by :func:`taskiq_kit.make_broker`.
+        task_id: the task to abort.
+        wait: seconds to wait for a running task to confirm it stopped.
+
+    Returns:
+        What happened.
+
+    Raises:
+        InvalidTaskIdError: when ``task_id`` is malformed.
+        TaskNotFoundError: when no task with this id is known.
+    """
+    check_task_id(task_id)
+    backend = kit_backend(broker)
+    record = await backend.get_record(task_id)
+    if record is None:
+        raise TaskNotFoundError(task_id=task_id)
+    if record.status is TaskStatus.ABORTED:
+        return AbortOutcome.ALREADY_ABORTED
+    if record.status.is_final:
+        return AbortOutcome.ALREADY_FINISHED
+    now = time.time()
+    await backend.write_status(task_id, {"abort_requested_at": now, "updated_at": now})
+    middleware = abort_middleware(broker)
+    if middleware.signal is not None:
+        await middleware.signal.publish(task_id)
+    if record.status is not TaskStatus.STARTED:
+        await backend.write_status(
+            task_id, {"status": TaskStatus.ABORTED, "finished_at": now, "updated_at": now}
+        )
+        return AbortOutcome.ABORTED_BEFORE_START
+    deadline = time.monotonic() + wait
+    while True:
+        current = await backend.get_record(task_id)
+        if current is not None and current.status is TaskStatus.ABORTED:
+            return AbortOutcome.ABORTED_WHILE_RUNNING
+        if current is not None and current.status.is_final:
+            return AbortOutcome.ALREADY_FINISHED
+        if time.monotonic() >= deadline:
+            return AbortOutcome.ABORT_REQUESTED
+        await asyncio.sleep(0.01)

@@ -1,0 +1,88 @@
+"""The worker side of abort: register running tasks, listen for aborts, reconcile by polling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from taskiq.abc.middleware import TaskiqMiddleware
+from taskiq.message import TaskiqMessage
+from taskiq.result import TaskiqResult
+
+from taskiq_kit.abort.running import CURRENT, INTERRUPTIBLE, RunningTasks
+from taskiq_kit.abort.signal import AbortSignal
+
+logger = logging.getLogger("taskiq_kit.abort")
+
+
+def _truthy(value: object) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+class AbortMiddleware(TaskiqMiddleware):
+    """Makes running tasks abortable in this process. Installed by every kit broker.
+
+    Args:
+        signal: how abort requests are pushed to this process (``None``: polling only).
+        poll_interval: seconds between checks of the running tasks' tombstones, the safety net
+            for a missed push.
+    """
+
+    def __init__(self, signal: AbortSignal | None, *, poll_interval: float = 1.0) -> None:
+        super().__init__()
+        self.signal = signal
+        self.poll_interval = poll_interval
+        self.running = RunningTasks()
+        self._poller: asyncio.Task[None] | None = None
+
+    async def startup(self) -> None:
+        """Subscribe to abort requests and start the reconciliation poll."""
+        if self.signal is not None:
+            await self.signal.startup()
+            await self.signal.listen(self.running.abort)
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._reconcile_forever())
+
+    async def shutdown(self) -> None:
+        """Stop the poll and the subscription."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        if self.signal is not None:
+            await self.signal.shutdown()
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        """Register the execution about to start, so an abort can find it."""
+        run = self.running.begin(
+            message.task_id, interruptible=_truthy(message.labels.get(INTERRUPTIBLE))
+        )
+        CURRENT.set(run)
+        return message
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        """Forget the execution that has finished."""
+        run = CURRENT.get()
+        if run is not None and run.task_id == message.task_id:
+            self.running.end(run)
+            CURRENT.set(None)
+
+    async def _reconcile_forever(self) -> None:
+        from taskiq_kit.results.api import kit_backend  # noqa: PLC0415 - import cycle
+
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            ids = self.running.running_ids()
+            if not ids:
+                continue
+            try:
+                backend = kit_backend(self.broker)
+                for task_id in ids:
+                    record = await backend.get_record(task_id)
+                    if record is not None and record.abort_requested_at is not None:
+                        self.running.abort(task_id)
+            except Exception:
+                logger.exception("Abort reconciliation failed; retrying.")

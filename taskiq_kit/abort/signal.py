@@ -1,0 +1,133 @@
+"""Pushing abort requests to every worker process: in-process or Redis pub/sub.
+
+Push is fast but can be missed (a worker reconnecting); the durable tombstone in the task's
+status record and the workers' reconciliation poll are the safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from taskiq_kit._compat import require
+from taskiq_kit.urls import redact
+
+logger = logging.getLogger("taskiq_kit.abort")
+
+AbortListener = Callable[[str], object]
+
+
+class AbortSignal(ABC):
+    """Carries "abort task X" to every process that may be running X."""
+
+    async def startup(self) -> None:  # noqa: B027 - optional hook
+        """Open connections."""
+
+    async def shutdown(self) -> None:  # noqa: B027 - optional hook
+        """Close connections and stop listening."""
+
+    @abstractmethod
+    async def publish(self, task_id: str) -> None:
+        """Tell every listening process that ``task_id`` is aborted."""
+
+    @abstractmethod
+    async def listen(self, callback: AbortListener) -> None:
+        """Call ``callback(task_id)`` for every abort published from now on, until shutdown."""
+
+
+class MemoryAbortSignal(AbortSignal):
+    """In-process signal, for ``memory://`` brokers."""
+
+    def __init__(self) -> None:
+        self._listeners: list[AbortListener] = []
+
+    async def publish(self, task_id: str) -> None:
+        """Call the listeners of this process."""
+        for listener in self._listeners:
+            listener(task_id)
+
+    async def listen(self, callback: AbortListener) -> None:
+        """Register ``callback``."""
+        self._listeners.append(callback)
+
+    async def shutdown(self) -> None:
+        """Forget the listeners."""
+        self._listeners.clear()
+
+
+class RedisAbortSignal(AbortSignal):
+    """Redis pub/sub signal: one channel, every worker process subscribed.
+
+    Args:
+        url: the Redis server.
+        channel: the pub/sub channel name.
+        reconnect_delay: first wait before re-subscribing after a lost connection (doubles to 5 s).
+    """
+
+    def __init__(
+        self, url: str, *, channel: str = "taskiq-kit:abort", reconnect_delay: float = 0.2
+    ) -> None:
+        self._redis_module = require("redis.asyncio", extra="redis", feature="Redis abort signals")
+        self.url = url
+        self.channel = channel
+        self.reconnect_delay = reconnect_delay
+        self._client: Any = None
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"RedisAbortSignal({redact(self.url)!r}, channel={self.channel!r})"
+
+    async def startup(self) -> None:
+        """Connect the publishing client."""
+        if self._client is None:
+            self._client = self._redis_module.Redis.from_url(self.url)
+
+    async def shutdown(self) -> None:
+        """Stop listening and close the client."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def publish(self, task_id: str) -> None:
+        """PUBLISH the id on the channel."""
+        await self.startup()
+        await self._client.publish(self.channel, task_id)
+
+    async def listen(self, callback: AbortListener) -> None:
+        """Subscribe in the background (re-subscribing after connection loss) and wait until live."""
+        await self.startup()
+        self._listener = asyncio.create_task(self._listen_forever(callback))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), 5)
+
+    async def _listen_forever(self, callback: AbortListener) -> None:
+        delay = self.reconnect_delay
+        while True:
+            try:
+                async with self._client.pubsub() as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    self._subscribed.set()
+                    delay = self.reconnect_delay
+                    async for item in pubsub.listen():
+                        if item.get("type") == "message":
+                            data = item["data"]
+                            callback(data.decode() if isinstance(data, bytes) else str(data))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any connection trouble: back off and retry
+                self._subscribed.clear()
+                logger.warning(
+                    "Abort signal subscription lost (%s); retrying in %.1f s.", exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
