@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from taskiq_kit._compat import require
 from taskiq_kit.base import KitBroker
-from taskiq_kit.exceptions import NotImplementedYetError
 from taskiq_kit.memory import MemoryBroker, MemoryResultBackend
 from taskiq_kit.results.backend import KitResultBackend
 from taskiq_kit.settings import DAY
@@ -20,14 +20,21 @@ def make_result_backend(url: str, *, result_ttl: float | None = DAY) -> KitResul
 
     Raises:
         InvalidURLError: for a malformed URL or an unsupported scheme.
+        MissingExtraError: when the backend's extra (``redis``, ``postgres``) is not installed.
 
     """
     parsed = parse_url(url, accepted=RESULT_SCHEMES)
     if parsed.scheme == "memory":
         return MemoryResultBackend(result_ttl=result_ttl)
     if parsed.scheme in ("redis", "rediss"):
-        raise NotImplementedYetError(feature="the Redis result backend")
-    raise NotImplementedYetError(feature="the PostgreSQL result backend")
+        require("redis", extra="redis", feature="the Redis result backend")
+        from taskiq_kit.results.redis import RedisResultBackend  # noqa: PLC0415 - optional extra
+
+        return RedisResultBackend(parsed.url, result_ttl=result_ttl)
+    require("asyncpg", extra="postgres", feature="the PostgreSQL result backend")
+    from taskiq_kit.results.postgres import PostgresResultBackend  # noqa: PLC0415 - optional extra
+
+    return PostgresResultBackend(parsed.url, result_ttl=result_ttl)
 
 
 def _default_result_url(broker: ParsedURL) -> str:
@@ -66,5 +73,9 @@ def make_broker(url: str, *, result_url: str | None = None, **options: Any) -> K
     if parsed.scheme == "memory":
         return MemoryBroker(result_backend=backend, **options)
     if parsed.scheme in ("amqp", "amqps"):
-        raise NotImplementedYetError(feature="the RabbitMQ broker")
-    raise NotImplementedYetError(feature="the Redis broker")
+        from taskiq_kit.rabbit import RabbitBroker  # noqa: PLC0415 - optional extra
+
+        return RabbitBroker(url, result_backend=backend, **options)
+    from taskiq_kit.redis import RedisBroker  # noqa: PLC0415 - the redis extra is optional
+
+    return RedisBroker(parsed.url, result_backend=backend, **options)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
-from taskiq.depends.progress_tracker import TaskProgress
 from taskiq.result import TaskiqResult
 
-from taskiq_kit.results.backend import KitResultBackend
-from taskiq_kit.results.status import TaskRecord
+from taskiq_kit.results.backend import ChangeWaiter, KitResultBackend
+from taskiq_kit.results.codec import ResultCodec, Serializer, encode_result, make_codec
+from taskiq_kit.results.progress import ProgressReport
+from taskiq_kit.results.status import TaskRecord, TaskStatus
+from taskiq_kit.results.watch import WatchHub
 from taskiq_kit.settings import DAY
 
 _R = TypeVar("_R")
@@ -44,21 +48,33 @@ class _ExpiringDict(Generic[_V]):
 class MemoryResultBackend(KitResultBackend[_R]):
     """Keeps everything in this process. For ``memory://`` brokers, tests and demos.
 
+    Results go through the same codec as the Redis and PostgreSQL backends (JSON by default),
+    so a return value that would fail in production fails here too.
+
     Args:
         result_ttl: seconds entries live after their last write (``None``: forever).
         max_entries: entries kept per kind before the oldest are dropped.
+        serializer: ``"json"`` (default), ``"pickle"``, or a custom codec.
 
     """
 
-    def __init__(self, *, result_ttl: float | None = DAY, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        result_ttl: float | None = DAY,
+        max_entries: int = 10_000,
+        serializer: Serializer | ResultCodec = "json",
+    ) -> None:
         self.result_ttl = result_ttl
-        self._results: _ExpiringDict[TaskiqResult[_R]] = _ExpiringDict(max_entries)
+        self.codec = make_codec(serializer)
+        self._results: _ExpiringDict[bytes] = _ExpiringDict(max_entries)
         self._records: _ExpiringDict[dict[str, Any]] = _ExpiringDict(max_entries)
-        self._progress: _ExpiringDict[TaskProgress[Any]] = _ExpiringDict(max_entries)
+        self._progress: _ExpiringDict[ProgressReport] = _ExpiringDict(max_entries)
+        self._hub = WatchHub()
 
     async def set_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
-        """Store the result of ``task_id``."""
-        self._results.put(task_id, result, self.result_ttl)
+        """Store the result of ``task_id`` (an unserialisable value is stored as a failure)."""
+        self._results.put(task_id, encode_result(self.codec, result), self.result_ttl)
 
     async def is_result_ready(self, task_id: str) -> bool:
         """Whether a result of ``task_id`` is stored."""
@@ -71,18 +87,28 @@ class MemoryResultBackend(KitResultBackend[_R]):
             KeyError: when there is none.
 
         """
-        result = self._results.get(task_id)
-        if result is None:
+        data = self._results.get(task_id)
+        if data is None:
             raise KeyError(task_id)
-        return result
+        return self.codec.decode(data, task_id=task_id)
 
-    async def set_progress(self, task_id: str, progress: TaskProgress[Any]) -> None:
-        """Store the progress of ``task_id``."""
-        self._progress.put(task_id, progress, self.result_ttl)
+    async def write_progress(self, task_id: str, report: ProgressReport) -> None:
+        """Store the progress of ``task_id`` and wake its watchers."""
+        self._progress.put(task_id, report, self.result_ttl)
+        self._hub.notify(task_id)
 
-    async def get_progress(self, task_id: str) -> TaskProgress[Any] | None:
+    async def read_progress(self, task_id: str) -> ProgressReport | None:
         """Return the progress of ``task_id``, if any."""
         return self._progress.get(task_id)
+
+    @asynccontextmanager
+    async def watch_changes(self, task_id: str) -> AsyncIterator[ChangeWaiter]:
+        """Wake-ups on every progress write and final status of ``task_id``."""
+        waiter, _ = self._hub.add(task_id)
+        try:
+            yield waiter
+        finally:
+            self._hub.remove(task_id, waiter)
 
     async def write_status(self, task_id: str, fields: dict[str, Any]) -> None:
         """Merge ``fields`` into the record of ``task_id``."""
@@ -90,6 +116,9 @@ class MemoryResultBackend(KitResultBackend[_R]):
         current = self._records.get(task_id) or {"task_id": task_id}
         merged = {**current, **fields}
         self._records.put(task_id, merged, self.record_ttl(merged.get("due_at"), now))
+        status = fields.get("status")
+        if status is not None and TaskStatus(status).is_final:
+            self._hub.notify(task_id)
 
     async def get_record(self, task_id: str) -> TaskRecord | None:
         """Return the record of ``task_id``, if any."""

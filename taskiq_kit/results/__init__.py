@@ -1,15 +1,41 @@
-"""Task status and result backends."""
+"""Task status, progress and result backends.
 
-from taskiq_kit.results.api import get_status, get_task_record
+The Redis and PostgreSQL backends live in :mod:`taskiq_kit.results.redis` and
+:mod:`taskiq_kit.results.postgres` (they need the ``redis`` / ``postgres`` extras).
+"""
+
+from taskiq_kit.results.api import get_progress, get_status, get_task_record, watch_progress
 from taskiq_kit.results.backend import KitResultBackend
+from taskiq_kit.results.codec import JSONCodec, PickleCodec, ResultCodec
+from taskiq_kit.results.errors import (
+    InvalidProgressError,
+    ResultBackendNotStartedError,
+    ResultDecodeError,
+    ResultNotSerializableError,
+    TaskFailedError,
+)
+from taskiq_kit.results.progress import ProgressReport
 from taskiq_kit.results.status import ErrorInfo, StatusMiddleware, TaskRecord, TaskStatus
+from taskiq_kit.results.tracker import Progress
 
 __all__ = [
     "ErrorInfo",
+    "InvalidProgressError",
+    "JSONCodec",
     "KitResultBackend",
+    "PickleCodec",
+    "Progress",
+    "ProgressReport",
+    "ResultBackendNotStartedError",
+    "ResultCodec",
+    "ResultDecodeError",
+    "ResultNotSerializableError",
     "StatusMiddleware",
+    "TaskFailedError",
     "TaskRecord",
     "TaskStatus",
+    "get_progress",
     "get_status",
     "get_task_record",
+    "watch_progress",
 ]

@@ -1,0 +1,214 @@
+"""Results, status records and progress in Redis: JSON by default, with a TTL, cluster-ready keys."""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from taskiq_kit.results.backend import ChangeWaiter, KitResultBackend
+from taskiq_kit.results.codec import (
+    ResultCodec,
+    Serializer,
+    decode_progress,
+    decode_record,
+    encode_field,
+    encode_progress,
+    encode_result,
+    make_codec,
+)
+from taskiq_kit.results.errors import ResultBackendNotStartedError
+from taskiq_kit.results.progress import ProgressReport
+from taskiq_kit.results.redis_keys import DEFAULT_PREFIX, ResultKeys
+from taskiq_kit.results.redis_watch import RedisNotifier
+from taskiq_kit.results.status import TaskRecord, TaskStatus
+from taskiq_kit.settings import DAY
+from taskiq_kit.urls import redact
+
+if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript
+    from taskiq.result import TaskiqResult
+
+_R = TypeVar("_R")
+
+# KEYS[1]: the status hash. ARGV[1]: TTL in ms (-1: keep); ARGV[2]: channel to announce a
+# final status on ('' for none); ARGV[3..]: field, value pairs. The TTL only ever grows, so a
+# write without ``due_at`` never cuts short the record of a task scheduled far ahead.
+_WRITE_STATUS = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+local ttl = tonumber(ARGV[1])
+if ttl < 0 then
+  redis.call('PERSIST', KEYS[1])
+elseif redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+if ARGV[2] ~= '' then
+  redis.call('PUBLISH', ARGV[2], 'status')
+end
+return 1
+"""
+
+
+def _ttl_ms(ttl: float | None) -> int | None:
+    return None if ttl is None else max(1, math.ceil(ttl * 1000))
+
+
+class RedisResultBackend(KitResultBackend[_R]):
+    """Keeps results, status records and progress in Redis.
+
+    Results are JSON documents by default (see :class:`~taskiq_kit.results.codec.JSONCodec`);
+    errors are stored as type, message and traceback text and come back as
+    :class:`~taskiq_kit.results.errors.TaskFailedError`. Every key expires ``result_ttl``
+    seconds after its last write. Keys are ``<prefix>:{<task_id>}:<kind>``: one Redis Cluster
+    slot per task.
+
+    Args:
+        url: ``redis://`` or ``rediss://`` URL of the server.
+        result_ttl: seconds results, records and progress are kept (default one day);
+            ``None`` keeps them until deleted.
+        prefix: first part of every key.
+        serializer: ``"json"`` (default) or ``"pickle"``. **Pickle lets anyone who can write
+            to this Redis run code in every process that reads a result**; choose it only for
+            a Redis nobody else can write to, and only if results must be arbitrary objects.
+        max_connections: size of the connection pool.
+        pool_timeout: seconds a call waits for a free connection before it fails.
+
+    Raises:
+        ValueError: for a ``result_ttl`` that is not positive, or a bad prefix or serializer.
+
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        result_ttl: float | None = DAY,
+        prefix: str = DEFAULT_PREFIX,
+        serializer: Serializer | ResultCodec = "json",
+        max_connections: int = 50,
+        pool_timeout: float = 20.0,
+    ) -> None:
+        if result_ttl is not None and not result_ttl > 0:
+            raise ValueError(f"result_ttl must be positive seconds or None, got {result_ttl!r}")
+        self.url = url
+        self.result_ttl = result_ttl
+        self.keys = ResultKeys(prefix)
+        self.codec = make_codec(serializer)
+        self.max_connections = max_connections
+        self.pool_timeout = pool_timeout
+        self._pool: BlockingConnectionPool | None = None
+        self._redis: Redis | None = None
+        self._write_status_script: AsyncScript | None = None
+        self._notifier: RedisNotifier | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisResultBackend[Any]:
+        """Build a backend for ``url``; ``options`` as for the constructor."""
+        return cls(url, **options)
+
+    def __repr__(self) -> str:
+        return f"RedisResultBackend({redact(self.url)!r})"
+
+    async def startup(self) -> None:
+        """Create the connection pool (idempotent)."""
+        if self._redis is None:
+            # Blocking: with more concurrent tasks than connections, callers wait for one.
+            self._pool = BlockingConnectionPool.from_url(
+                self.url, max_connections=self.max_connections, timeout=self.pool_timeout
+            )
+            self._redis = Redis(connection_pool=self._pool)
+            self._write_status_script = self._redis.register_script(_WRITE_STATUS)
+
+    async def shutdown(self) -> None:
+        """Close the connection pool."""
+        redis, pool, notifier = self._redis, self._pool, self._notifier
+        self._notifier = None
+        if notifier is not None:
+            await notifier.close()
+        self._redis = self._pool = None
+        self._write_status_script = None
+        if redis is not None:
+            await redis.aclose()
+        if pool is not None:
+            await pool.disconnect()
+
+    @property
+    def redis(self) -> Redis:
+        """The client (available between :meth:`startup` and :meth:`shutdown`).
+
+        Raises:
+            ResultBackendNotStartedError: outside that window.
+
+        """
+        if self._redis is None:
+            raise ResultBackendNotStartedError(backend=repr(self))
+        return self._redis
+
+    async def set_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
+        """Store the result of ``task_id`` (an unserialisable value is stored as a failure)."""
+        data = encode_result(self.codec, result)
+        await self.redis.set(self.keys.result(task_id), data, px=_ttl_ms(self.result_ttl))
+
+    async def is_result_ready(self, task_id: str) -> bool:
+        """Whether a result of ``task_id`` is stored."""
+        return bool(await self.redis.exists(self.keys.result(task_id)))
+
+    async def get_result(self, task_id: str, with_logs: bool = False) -> TaskiqResult[_R]:
+        """Return the result of ``task_id``; errors come back as ``TaskFailedError``.
+
+        Raises:
+            KeyError: when there is none (never finished, or expired).
+            ResultDecodeError: when the stored bytes are not a result of this serializer.
+
+        """
+        data = await self.redis.get(self.keys.result(task_id))
+        if data is None:
+            raise KeyError(task_id)
+        return self.codec.decode(data, task_id=task_id)
+
+    async def write_status(self, task_id: str, fields: dict[str, Any]) -> None:
+        """Merge ``fields`` into the record of ``task_id`` in one round trip; the TTL only grows."""
+        ttl = _ttl_ms(self.record_ttl(fields.get("due_at"), time.time()))
+        status = fields.get("status")
+        final = status is not None and TaskStatus(status).is_final
+        args: list[str | bytes | int] = [
+            -1 if ttl is None else ttl,
+            self.keys.events(task_id) if final else "",
+        ]
+        for name, value in fields.items():
+            args.extend((name, encode_field(value)))
+        script = self._write_status_script
+        if script is None:
+            raise ResultBackendNotStartedError(backend=repr(self))
+        # EVALSHA, falling back to EVAL once per connection when the script is not cached.
+        await script(keys=[self.keys.status(task_id)], args=args)
+
+    async def get_record(self, task_id: str) -> TaskRecord | None:
+        """Return the record of ``task_id``, if any."""
+        return decode_record(task_id, await self.redis.hgetall(self.keys.status(task_id)))
+
+    async def write_progress(self, task_id: str, report: ProgressReport) -> None:
+        """Store ``report`` and announce it to watchers, in one transaction."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(
+                self.keys.progress(task_id), encode_progress(report), px=_ttl_ms(self.result_ttl)
+            )
+            pipe.publish(self.keys.events(task_id), "progress")
+            await pipe.execute()
+
+    async def read_progress(self, task_id: str) -> ProgressReport | None:
+        """Return the latest progress of ``task_id``, if any."""
+        data = await self.redis.get(self.keys.progress(task_id))
+        return None if data is None else decode_progress(data, task_id=task_id)
+
+    def watch_changes(self, task_id: str) -> AbstractAsyncContextManager[ChangeWaiter]:
+        """Wake-ups from the task's pub/sub channel (progress writes and the final status).
+
+        All watchers of this backend share one pub/sub connection.
+        """
+        if self._notifier is None:
+            self._notifier = RedisNotifier(self.redis, self.keys)
+        return self._notifier.watch(task_id)

@@ -1,0 +1,51 @@
+"""Every Redis key and channel the result backend uses, in one place.
+
+All keys of one task share the hash tag ``{<task_id>}``, so they live in one Redis Cluster slot
+and can be written together in one script or transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "taskiq-kit"
+
+
+@dataclass(frozen=True)
+class ResultKeys:
+    """Key names under ``prefix``.
+
+    Args:
+        prefix: first part of every key; must not contain ``{`` or ``}`` (hash-tag syntax).
+
+    Raises:
+        ValueError: for an empty prefix or one with braces.
+
+    """
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not self.prefix or "{" in self.prefix or "}" in self.prefix:
+            raise ValueError(
+                f"invalid key prefix {self.prefix!r}: use a non-empty name without braces"
+            )
+
+    def _key(self, task_id: str, kind: str) -> str:
+        return f"{self.prefix}:{{{task_id}}}:{kind}"
+
+    def result(self, task_id: str) -> str:
+        """The encoded result (a string)."""
+        return self._key(task_id, "result")
+
+    def status(self, task_id: str) -> str:
+        """The status record (a hash of JSON-encoded fields)."""
+        return self._key(task_id, "status")
+
+    def progress(self, task_id: str) -> str:
+        """The latest progress report (a JSON string)."""
+        return self._key(task_id, "progress")
+
+    def events(self, task_id: str) -> str:
+        """Pub/sub channel announcing progress writes and the final status."""
+        return self._key(task_id, "events")
