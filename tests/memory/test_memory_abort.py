@@ -13,7 +13,9 @@ from taskiq_kit import AbortOutcome, MemoryBroker, TaskStatus, abort_task, get_s
 async def test_queued_task_aborted_before_a_worker_starts_never_runs() -> None:
     broker = make_broker("memory://")
     assert isinstance(broker, MemoryBroker)
-    broker.is_worker_process = True  # like `taskiq worker`: nothing consumes until the Receiver runs
+    broker.is_worker_process = (
+        True  # like `taskiq worker`: nothing consumes until the Receiver runs
+    )
     ran: list[str] = []
 
     @broker.task
