@@ -11,12 +11,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from taskiq.acks import AckableMessage
 
-from taskiq_kit.labels import read_timing
-from taskiq_kit.results.status import TaskStatus
+from taskiq_kit.labels import KICKED_AT, RETRIES, label_float, read_timing
+from taskiq_kit.results.status import TaskRecord, TaskStatus
 
 if TYPE_CHECKING:
     from taskiq.message import TaskiqMessage
@@ -24,6 +24,25 @@ if TYPE_CHECKING:
     from taskiq_kit.base import KitBroker
 
 logger = logging.getLogger("taskiq_kit.delivery")
+
+#: Label taskiq's ``Context.requeue()`` increments; a requeued message must run again.
+_REQUEUE = "X-Taskiq-requeue"
+
+
+def _already_completed(record: TaskRecord, message: TaskiqMessage) -> bool:
+    """Whether ``message`` repeats a kick whose run has already finished.
+
+    That is a duplicate send, or a redelivery after the result was saved but the
+    acknowledgement was lost. One kick is identified by the task id and the instant of its first kick, which retries keep;
+    a later kick of the same id (re-kicked on purpose) has a newer instant and runs.
+    """
+    if record.status not in (TaskStatus.SUCCESS, TaskStatus.FAILURE) or _REQUEUE in message.labels:
+        return False
+    kicked_at = label_float(message.labels.get(KICKED_AT))
+    if kicked_at is None or record.kicked_at is None or abs(kicked_at - record.kicked_at) > 1e-6:
+        return False
+    attempt = int(label_float(message.labels.get(RETRIES)) or 0) + 1
+    return attempt <= record.attempt
 
 
 @dataclass(slots=True)
@@ -44,6 +63,12 @@ class Delivery:
     attempt: int = 1
 
 
+class _Drop(NamedTuple):
+    """A message settled without running; ``record_as``: the status to record, if any."""
+
+    record_as: TaskStatus | None
+
+
 class DeliveryGate:
     """Admits deliveries to the Receiver, dead-lettering or dropping the ones that must not run."""
 
@@ -58,42 +83,52 @@ class DeliveryGate:
         except Exception as exc:  # noqa: BLE001 - any parse failure makes it poison
             await self._dead_letter(delivery, f"unparseable message: {type(exc).__name__}: {exc}")
             return None
+        poison = self._poison_reason(message, delivery.attempt)
+        if poison is not None:
+            await self._dead_letter(delivery, poison)
+            return None
+        drop = await self._drop(message)
+        if drop is None:
+            return AckableMessage(data=delivery.data, ack=delivery.ack)
+        if drop.record_as is not None:
+            now = time.time()
+            fields = {"status": drop.record_as, "finished_at": now, "updated_at": now}
+            await self._record(message, fields)
+        await delivery.ack()
+        return None
+
+    def _poison_reason(self, message: TaskiqMessage, attempt: int) -> str | None:
+        """Why a parsed message must go to the dead-letter queue, if it must."""
         if self.broker.find_task(message.task_name) is None:
-            await self._dead_letter(
-                delivery,
-                f"unknown task {message.task_name!r}: is its module imported by the worker?",
+            return f"unknown task {message.task_name!r}: is its module imported by the worker?"
+        if attempt > self.max_attempts:
+            return (
+                f"delivered {attempt} times without completing "
+                f"(limit {self.max_attempts}); it may be crashing its worker"
             )
-            return None
-        if delivery.attempt > self.max_attempts:
-            await self._dead_letter(
-                delivery,
-                f"delivered {delivery.attempt} times without completing "
-                f"(limit {self.max_attempts}); it may be crashing its worker",
-            )
-            return None
-        now = time.time()
-        if read_timing(message.labels).expired(now):
+        return None
+
+    async def _drop(self, message: TaskiqMessage) -> _Drop | None:
+        """Why a message must not run (and the status to record), or ``None`` to run it."""
+        if read_timing(message.labels).expired(time.time()):
             logger.info(
                 "Task %s (%s) expired before it ran; dropped.", message.task_id, message.task_name
             )
-            await self._record(
-                message, {"status": TaskStatus.EXPIRED, "finished_at": now, "updated_at": now}
-            )
-            await delivery.ack()
-            return None
+            return _Drop(TaskStatus.EXPIRED)
         record = await self.broker.result_backend.get_record(message.task_id)
-        if record is not None and record.abort_requested_at is not None:
+        if record is None:
+            return None
+        if _already_completed(record, message):
+            logger.info("Task %s already completed this kick; duplicate dropped.", message.task_id)
+            return _Drop(record_as=None)  # its record already tells the outcome
+        if record.abort_requested_at is not None:
             logger.info(
                 "Task %s (%s) was aborted before it ran; dropped.",
                 message.task_id,
                 message.task_name,
             )
-            await self._record(
-                message, {"status": TaskStatus.ABORTED, "finished_at": now, "updated_at": now}
-            )
-            await delivery.ack()
-            return None
-        return AckableMessage(data=delivery.data, ack=delivery.ack)
+            return _Drop(TaskStatus.ABORTED)
+        return None
 
     async def _record(self, message: TaskiqMessage, fields: dict[str, Any]) -> None:
         try:

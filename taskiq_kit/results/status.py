@@ -154,12 +154,13 @@ class StatusMiddleware(TaskiqMiddleware):
         return message
 
     async def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
-        """Write ``started``."""
+        """Write ``started``, and which kick this run belongs to."""
         now = time.time()
         await self.backend.write_status(
             message.task_id,
             {
                 "status": TaskStatus.STARTED,
+                "kicked_at": label_float(message.labels.get(KICKED_AT)),
                 "task_name": message.task_name,
                 "attempt": _attempt(message),
                 "worker": self.worker,

@@ -8,8 +8,8 @@ import uuid
 from typing import Any
 
 import pytest
-from taskiq import SmartRetryMiddleware
-from taskiq.message import BrokerMessage
+from taskiq import SmartRetryMiddleware, TaskiqMiddleware
+from taskiq.message import BrokerMessage, TaskiqMessage
 
 from taskiq_kit import InvalidDelayError, TaskNotFoundError, TaskStatus, get_status, get_task_record
 from taskiq_kit.labels import EXPIRES_AT
@@ -217,3 +217,39 @@ async def test_smart_retry_backoff_really_delays(harness: BrokerHarness) -> None
 async def test_unknown_id_raises_not_found(harness: BrokerHarness) -> None:
     with pytest.raises(TaskNotFoundError):
         await get_status(harness.broker, uuid.uuid4().hex)
+
+
+class _CaptureSent(TaskiqMiddleware):
+    """Keeps the last message sent, as it left (after the kit's labels were added)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: TaskiqMessage | None = None
+
+    def post_send(self, message: TaskiqMessage) -> None:
+        self.sent = message
+
+
+async def test_duplicate_of_a_completed_kick_does_not_run_again(harness: BrokerHarness) -> None:
+    capture = _CaptureSent()
+    harness.broker.add_middlewares(capture)
+    runs: list[str] = []
+
+    @harness.broker.task(task_name=f"once-{uuid.uuid4().hex}")
+    async def once(tag: str) -> str:
+        runs.append(tag)
+        return tag
+
+    task = await once.kiq("a")
+    await wait_for_status(harness, task.task_id, TaskStatus.SUCCESS)
+    assert capture.sent is not None
+    # The same message again: a duplicate send, or a redelivery after a lost acknowledgement.
+    await harness.broker.kick(harness.broker.formatter.dumps(capture.sent))
+    await asyncio.sleep(1.0)
+    assert runs == ["a"]
+    assert await get_status(harness.broker, task.task_id) is TaskStatus.SUCCESS
+    # A new kick of the same id on purpose runs: it is a different kick.
+    again = await once.kicker().with_task_id(task.task_id).kiq("b")
+    await wait_for_status(harness, again.task_id, TaskStatus.SUCCESS)
+    await asyncio.sleep(0.5)
+    assert runs == ["a", "b"]
