@@ -119,15 +119,18 @@ class KitScheduler(TaskiqScheduler):
     ) -> KitScheduler:
         """Build a scheduler from :class:`SchedulerSettings` (by default read from the environment).
 
+        ``schedules=[...]`` in ``options`` are added to those of the settings.
+
         Raises:
             ScheduleConfigError: for invalid schedules in the settings or the file they name.
 
         """
         settings = settings or SchedulerSettings()
+        extra: Iterable[Schedule] = options.pop("schedules", ())
         return cls(
             broker,
             redis_url=settings.redis_url.get_secret_value(),
-            schedules=settings.load(),
+            schedules=[*settings.load(), *extra],
             name=settings.name,
             lease=settings.lease,
             grace=settings.grace,
