@@ -1,0 +1,224 @@
+"""``RedisBroker``: the kit broker on Redis streams, run by ``taskiq worker module:broker``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from taskiq.message import BrokerMessage
+
+from taskiq_kit.abort.signal import AbortSignal, RedisAbortSignal
+from taskiq_kit.base import KitBroker
+from taskiq_kit.delivery import Delivery
+from taskiq_kit.exceptions import BrokerNotAvailableError
+from taskiq_kit.labels import Timing
+from taskiq_kit.redis import scripts
+from taskiq_kit.redis.batching import Batcher
+from taskiq_kit.redis.consumer import TRANSIENT, StreamConsumer
+from taskiq_kit.redis.delay import DelayPromoter
+from taskiq_kit.redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, RedisKeys, RedisSettingError
+from taskiq_kit.results.backend import KitResultBackend
+from taskiq_kit.urls import redact
+
+logger = logging.getLogger("taskiq_kit.redis")
+
+
+class RedisBroker(KitBroker):
+    """Acknowledged, at-least-once delivery on a Redis stream, with delays and dead-lettering.
+
+    Kicks append to the queue's ready stream; workers read it through one consumer group and
+    acknowledge (and delete) each entry once its result is saved. A worker that dies leaves its
+    entries pending; they go to a live worker after ``idle_timeout``. Delayed tasks wait in a
+    sorted set until a promoter (every consuming worker runs one) moves them to the stream.
+    Every key is hash-tagged with the queue name (see :class:`~taskiq_kit.redis.keys.RedisKeys`).
+
+    Args:
+        url: ``redis://`` or ``rediss://`` URL of the server.
+        result_backend: where results, status records and progress live.
+        queue_name: the queue; workers of one queue share its tasks.
+        key_prefix: first part of every key.
+        idle_timeout: seconds after which a message held by a silent (dead) worker is redelivered.
+        max_delivery_attempts: deliveries of one message before it is dead-lettered.
+        read_count: messages a worker reads per round trip; bounds duplicates after a crash.
+        promote_batch: most delayed messages one promoter run moves to the stream.
+        max_promoter_sleep: longest sleep of the promoter between two runs, in seconds.
+        dead_letter_maxlen: approximate cap of the dead-letter stream (oldest dropped first).
+        connect_timeout: seconds to wait for a connection to Redis, or for a free one in the pool.
+        max_connections: size of the connection pool.
+        abort_signal: how abort requests reach the workers; by default Redis pub/sub on ``url``.
+        abort_poll_interval: seconds between the workers' checks for aborts they missed.
+        **connection_options: passed to :class:`redis.asyncio.BlockingConnectionPool`.
+
+    Raises:
+        RedisSettingError: for a queue name or prefix with braces or spaces, or an option out
+            of range (e.g. ``read_count=0``).
+
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        result_backend: KitResultBackend[Any],
+        queue_name: str = DEFAULT_QUEUE,
+        key_prefix: str = DEFAULT_PREFIX,
+        idle_timeout: float = 30.0,
+        max_delivery_attempts: int = 5,
+        read_count: int = 32,
+        promote_batch: int = 500,
+        max_promoter_sleep: float = 1.0,
+        dead_letter_maxlen: int = 100_000,
+        connect_timeout: float = 5.0,
+        max_connections: int = 50,
+        abort_signal: AbortSignal | None = None,
+        abort_poll_interval: float = 1.0,
+        **connection_options: Any,
+    ) -> None:
+        super().__init__(
+            result_backend=result_backend,
+            max_delivery_attempts=max_delivery_attempts,
+            abort_signal=abort_signal or RedisAbortSignal(url),
+            abort_poll_interval=abort_poll_interval,
+        )
+        for setting, value, minimum in (
+            ("idle_timeout", idle_timeout, 0.01),
+            ("max_promoter_sleep", max_promoter_sleep, 0.001),
+            ("read_count", read_count, 1),
+            ("promote_batch", promote_batch, 1),
+            ("max_connections", max_connections, 4),
+        ):
+            if value < minimum:
+                raise RedisSettingError(
+                    setting=setting, value=value, reason=f"must be >= {minimum}"
+                )
+        self.url = url
+        self.keys = RedisKeys(queue=queue_name, prefix=key_prefix)
+        self.idle_timeout = idle_timeout
+        self.read_count = read_count
+        self.promote_batch = promote_batch
+        self.max_promoter_sleep = max_promoter_sleep
+        self.dead_letter_maxlen = dead_letter_maxlen
+        self.connect_timeout = connect_timeout
+        self.max_connections = max_connections
+        self.connection_options = connection_options
+        self._client: Redis | None = None
+        self._promoter: DelayPromoter | None = None
+        self._consumer: StreamConsumer | None = None
+        self._promoting: asyncio.Task[None] | None = None
+        self._publisher: Batcher[bytes] | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisBroker:
+        """Build a broker for ``url``; ``options`` are the constructor's keyword arguments."""
+        return cls(url, **options)
+
+    def __repr__(self) -> str:
+        return f"RedisBroker({redact(self.url)!r}, queue_name={self.keys.queue!r})"
+
+    @property
+    def client(self) -> Redis:
+        """The Redis client, created on first use (binary responses).
+
+        Its pool blocks (up to ``connect_timeout``) rather than fails when all
+        ``max_connections`` are busy, so a burst of kicks waits instead of raising.
+        """
+        if self._client is None:
+            options: dict[str, Any] = {
+                "socket_connect_timeout": self.connect_timeout,
+                "socket_keepalive": True,
+                "timeout": self.connect_timeout,
+                "max_connections": self.max_connections,
+                **self.connection_options,
+                "decode_responses": False,
+            }
+            pool = BlockingConnectionPool.from_url(self.url, **options)
+            self._client = Redis(connection_pool=pool)
+        return self._client
+
+    @property
+    def publisher(self) -> Batcher[bytes]:
+        """Appends to the ready stream; concurrent kicks share one round trip."""
+        if self._publisher is None:
+            script = self.client.register_script(scripts.PUBLISH)
+            ready = self.keys.ready
+
+            async def append(bodies: list[bytes]) -> None:
+                await script(keys=[ready], args=bodies)
+
+            self._publisher = Batcher(append)
+        return self._publisher
+
+    @property
+    def promoter(self) -> DelayPromoter:
+        """The delay store and promoter of this queue."""
+        if self._promoter is None:
+            self._promoter = DelayPromoter(
+                self.client,
+                self.keys,
+                batch=self.promote_batch,
+                max_sleep=self.max_promoter_sleep,
+            )
+        return self._promoter
+
+    async def shutdown(self) -> None:
+        """Stop consuming, hand unsettled messages back to the group, close the connections."""
+        await self._stop_consuming()
+        await super().shutdown()
+        if self._client is not None:
+            client, self._client, self._promoter, self._publisher = self._client, None, None, None
+            with contextlib.suppress(*TRANSIENT):
+                await client.aclose(close_connection_pool=True)
+
+    async def publish(self, message: BrokerMessage, timing: Timing) -> None:
+        """Append ``message`` to the ready stream, or store it until ``timing.due_at``.
+
+        Raises:
+            BrokerNotAvailableError: when Redis cannot be reached.
+
+        """
+        try:
+            if timing.delay_from(time.time()) > 0 and timing.due_at is not None:
+                entry_id = f"{message.task_id}:{uuid.uuid4().hex}"
+                await self.promoter.schedule(entry_id, message.message, timing.due_at)
+            else:
+                await self.publisher.submit(message.message)
+        except TRANSIENT as exc:
+            raise BrokerNotAvailableError(
+                target=redact(self.url), timeout=self.connect_timeout, reason=str(exc)
+            ) from exc
+
+    async def deliveries(self) -> AsyncGenerator[Delivery, None]:
+        """Yield messages from the ready stream; run the delay promoter meanwhile."""
+        await self._stop_consuming()
+        consumer = StreamConsumer(
+            self.client,
+            self.keys,
+            name=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+            idle_timeout=self.idle_timeout,
+            read_count=self.read_count,
+            dead_letter_maxlen=self.dead_letter_maxlen,
+        )
+        self._consumer = consumer
+        self.promoter.stopping = False
+        self._promoting = asyncio.create_task(self.promoter.run(), name="taskiq-kit-redis-promoter")
+        async for delivery in consumer.deliveries():
+            yield delivery
+
+    async def _stop_consuming(self) -> None:
+        if self._promoting is not None:
+            promoting, self._promoting = self._promoting, None
+            if self._promoter is not None:
+                self._promoter.stopping = True
+            promoting.cancel()
+            await asyncio.wait([promoting], timeout=3.0)
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await consumer.stop()

@@ -1,0 +1,88 @@
+"""Every Redis key the broker uses, in one place.
+
+All keys of one queue share the hash tag ``{<queue>}``, so they live in one Redis Cluster slot
+and the Lua scripts (which touch several of them at once) run on a cluster too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from taskiq_kit.exceptions import TaskiqKitError
+
+DEFAULT_PREFIX = "taskiq-kit"
+DEFAULT_QUEUE = "taskiq"
+
+
+class RedisSettingError(TaskiqKitError, ValueError):
+    """A setting of the Redis broker has a value it cannot work with."""
+
+    __template__ = "invalid Redis broker setting {setting}={value!r}: {reason}"
+    setting: str
+    value: object
+    reason: str
+
+
+def _check(setting: str, name: str) -> str:
+    if not name:
+        raise RedisSettingError(setting=setting, value=name, reason="must not be empty")
+    if any(char in name for char in "{}") or any(char.isspace() for char in name):
+        raise RedisSettingError(
+            setting=setting, value=name, reason="must not contain braces or whitespace"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    """Names of the keys (and the pub/sub channel) of one queue.
+
+    Attributes:
+        queue: the queue name; it becomes the hash tag.
+        prefix: the first part of every key.
+
+    """
+
+    queue: str = DEFAULT_QUEUE
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        _check("queue_name", self.queue)
+        _check("key_prefix", self.prefix)
+
+    def _key(self, suffix: str) -> str:
+        return f"{self.prefix}:{{{self.queue}}}:{suffix}"
+
+    @property
+    def ready(self) -> str:
+        """Stream of messages ready to run, consumed through :attr:`group`."""
+        return self._key("ready")
+
+    @property
+    def group(self) -> str:
+        """Consumer group of the workers on :attr:`ready` (a name, not a key)."""
+        return f"{self.prefix}:workers"
+
+    @property
+    def delayed(self) -> str:
+        """Sorted set of delayed message ids scored by due time (unix seconds)."""
+        return self._key("delayed")
+
+    @property
+    def payloads(self) -> str:
+        """Hash of delayed message id -> message body."""
+        return self._key("delayed:payloads")
+
+    @property
+    def dead(self) -> str:
+        """Stream of dead-lettered messages (fields ``data``, ``reason``, ``attempt``, ``id``)."""
+        return self._key("dead")
+
+    @property
+    def wakeup(self) -> str:
+        """Pub/sub channel announcing a new earliest due time to sleeping promoters."""
+        return self._key("delayed:wakeup")
+
+    def all(self) -> tuple[str, ...]:
+        """Every key of the queue (not the channel): what a cleanup deletes."""
+        return (self.ready, self.delayed, self.payloads, self.dead)

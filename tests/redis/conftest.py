@@ -1,0 +1,32 @@
+"""Fixtures of the Redis broker tests: a broker on its own keys, cleaned up after."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.redis.harness import REDIS_URL
+from tests.redis.worker_app import done_key, runs_key, started_key
+
+
+@pytest.fixture
+async def queue(redis_url: str, unique_name: Callable[[str], str]) -> AsyncIterator[str]:
+    """A fresh queue name; its keys (and the test counters) are deleted after the test."""
+    name = unique_name("rq")
+    yield name
+    client = Redis.from_url(REDIS_URL)
+    try:
+        prefix = "taskiq-kit:{" + name + "}:*"
+        keys = [key async for key in client.scan_iter(match=prefix)]
+        await client.delete(done_key(name), runs_key(name), started_key(name), *keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
