@@ -1,0 +1,189 @@
+"""``RabbitBroker``: the kit broker on RabbitMQ; wires connection, topology, publisher, consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+from taskiq.message import BrokerMessage
+
+from taskiq_kit.base import KitBroker
+from taskiq_kit.delivery import Delivery
+from taskiq_kit.labels import Timing
+from taskiq_kit.memory.backend import MemoryResultBackend
+from taskiq_kit.rabbit.connection import RabbitConnection
+from taskiq_kit.rabbit.consumer import Consumer
+from taskiq_kit.rabbit.delay import DEFAULT_LEVELS, DelayMode, probe_plugin
+from taskiq_kit.rabbit.publisher import Outgoing, Publisher
+from taskiq_kit.rabbit.topology import QueueType, RabbitNames, Topology
+from taskiq_kit.results.backend import KitResultBackend
+
+logger = logging.getLogger("taskiq_kit.rabbit")
+
+#: Label choosing the task queue of a kick.
+QUEUE_LABEL = "queue"
+#: Label setting the AMQP priority of a kick (classic queues declared with ``max_priority``).
+PRIORITY_LABEL = "priority"
+
+
+class RabbitBroker(KitBroker):
+    """A taskiq broker on RabbitMQ with plugin-less delays, dead-lettering and confirmed kicks.
+
+    Build it with :func:`taskiq_kit.make_broker` (``amqp://`` URLs) or directly; run it with
+    ``taskiq worker module:broker``. A worker consumes every queue in ``queue`` + ``queues``.
+
+    Args:
+        url: ``amqp://`` or ``amqps://`` URL of RabbitMQ.
+        result_backend: where results and status live (default: in memory).
+        exchange: the task exchange; every other exchange and queue name derives from it.
+        queue: the default task queue.
+        queues: more task queues, chosen per kick with the ``queue`` label.
+        queue_type: ``"quorum"`` (default: replicated, delivery counting) or ``"classic"``.
+        max_priority: ``x-max-priority`` of classic task queues; kicks set ``priority`` label.
+        delay_mode: ``"auto"`` probes for the x-delayed-message plugin; ``"ladder"`` and
+            ``"plugin"`` force one mechanism.
+        delay_levels: levels of the TTL ladder (``2**levels - 1`` s is the longest delay).
+        prefetch_count: unacknowledged messages one worker holds at most.
+        connect_timeout: seconds to wait for a connection before failing.
+        publish_timeout: seconds a kick may take (waiting for a reconnection included) before
+            :class:`~taskiq_kit.exceptions.BrokerNotAvailableError`.
+        reconnect_interval: seconds between reconnection attempts.
+        max_delivery_attempts: deliveries of one message before it is dead-lettered.
+
+    """
+
+    def __init__(
+        self,
+        url: str = "amqp://guest:guest@localhost:5672/",
+        *,
+        result_backend: KitResultBackend[Any] | None = None,
+        exchange: str = "taskiq",
+        queue: str = "taskiq",
+        queues: Sequence[str] = (),
+        queue_type: QueueType | str = QueueType.QUORUM,
+        max_priority: int | None = None,
+        delay_mode: DelayMode | str = DelayMode.AUTO,
+        delay_levels: int = DEFAULT_LEVELS,
+        prefetch_count: int = 50,
+        connect_timeout: float = 5.0,
+        publish_timeout: float = 5.0,
+        reconnect_interval: float = 1.0,
+        max_delivery_attempts: int = 5,
+    ) -> None:
+        super().__init__(
+            result_backend=result_backend or MemoryResultBackend(),
+            max_delivery_attempts=max_delivery_attempts,
+        )
+        names = RabbitNames(exchange=exchange, queues=(queue, *queues))
+        self.delay_mode = DelayMode(delay_mode)
+        # Publishing and consuming use separate connections (RabbitMQ's advice): flow control
+        # throttling publishers never delays a worker's acks, and neither shares a socket.
+        self.connection = RabbitConnection(
+            url,
+            connect_timeout=connect_timeout,
+            reconnect_interval=reconnect_interval,
+            name=f"taskiq-kit publisher ({exchange})",
+        )
+        self.consume_connection = RabbitConnection(
+            url,
+            connect_timeout=connect_timeout,
+            reconnect_interval=reconnect_interval,
+            name=f"taskiq-kit consumer ({exchange})",
+        )
+        self.topology = Topology(
+            names,
+            queue_type=QueueType(queue_type),
+            levels=delay_levels,
+            max_attempts=max_delivery_attempts,
+            max_priority=max_priority,
+        )
+        self.publisher = Publisher(self.connection, self.topology, publish_timeout=publish_timeout)
+        self.consumer = Consumer(
+            self.consume_connection,
+            self.topology,
+            self.publisher,
+            prefetch_count=prefetch_count,
+        )
+        self._started = False
+        self._start_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"RabbitBroker({self.connection.target!r})"
+
+    @property
+    def names(self) -> RabbitNames:
+        """Names of the exchanges and queues this broker uses."""
+        return self.topology.names
+
+    async def startup(self) -> None:
+        """Connect, probe for the delay plugin, declare the topology, then run start-up hooks.
+
+        Raises:
+            BrokerNotAvailableError: when RabbitMQ cannot be reached in ``connect_timeout``.
+
+        """
+        await self._connect()
+        await super().startup()
+
+    async def shutdown(self) -> None:
+        """Run shutdown hooks, requeue prefetched messages and close the connection."""
+        await super().shutdown()
+        await self.consumer.close()
+        await self.publisher.stop()
+        await self.consume_connection.close()
+        await self.connection.close()
+        self._started = False
+
+    async def _connect(self) -> None:
+        async with self._start_lock:
+            if self._started:
+                return
+            await self.connection.get()
+            plugin = False
+            if self.delay_mode is not DelayMode.LADDER:
+                plugin = await probe_plugin(
+                    self.connection.url,
+                    self.names.delayed,
+                    timeout=self.connection.connect_timeout,
+                )
+                if self.delay_mode is DelayMode.PLUGIN and not plugin:
+                    raise self.connection.unavailable(
+                        "delay_mode='plugin' but the x-delayed-message plugin is not enabled: "
+                        "run `rabbitmq-plugins enable rabbitmq_delayed_message_exchange` "
+                        "or use delay_mode='ladder'"
+                    )
+            await self.publisher.start(plugin=plugin)
+            logger.info("RabbitMQ delays use the %s.", "plugin" if plugin else "TTL ladder")
+            self._started = True
+
+    async def publish(self, message: BrokerMessage, timing: Timing) -> None:
+        """Send ``message`` (confirmed) to its queue, delayed until ``timing.due_at``.
+
+        Raises:
+            UnroutableTaskError: when no queue takes the message.
+            BrokerNotAvailableError: when RabbitMQ is unreachable for ``publish_timeout``.
+
+        """
+        if not self._started:
+            timeout = self.publisher.publish_timeout
+            try:
+                await asyncio.wait_for(self._connect(), timeout)
+            except asyncio.TimeoutError as exc:
+                raise self.connection.unavailable("timed out", timeout) from exc
+        queue = message.labels.get(QUEUE_LABEL) or self.names.default_queue
+        priority = str(message.labels.get(PRIORITY_LABEL, ""))
+        out = Outgoing(
+            body=message.message,
+            headers={},
+            queue=str(queue),
+            task_name=message.task_name,
+            task_id=message.task_id,
+            priority=int(priority) if priority.isdigit() else None,
+        )
+        await self.publisher.send(out, timing.due_at)
+
+    def deliveries(self) -> AsyncGenerator[Delivery, None]:
+        """Yield task deliveries from every queue of this broker."""
+        return self.consumer.deliveries()

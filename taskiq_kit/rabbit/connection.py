@@ -1,0 +1,115 @@
+"""The connection to RabbitMQ: one robust (self-healing) connection, errors mapped to the kit's."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aio_pika
+from aio_pika.abc import AbstractRobustConnection
+
+from taskiq_kit.exceptions import BrokerNotAvailableError
+from taskiq_kit.urls import redact
+
+logger = logging.getLogger("taskiq_kit.rabbit")
+
+#: Errors that mean "the server is not reachable right now", worth a retry.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+    aio_pika.exceptions.AMQPConnectionError,
+    aio_pika.exceptions.ChannelInvalidStateError,
+    aio_pika.exceptions.ChannelClosed,
+)
+
+
+class RabbitConnection:
+    """Opens, shares and closes the broker's robust AMQP connection.
+
+    aio-pika's robust connection reconnects by itself (every ``reconnect_interval`` seconds)
+    and restores channels, QoS, declarations and consumers on the new connection.
+
+    Args:
+        url: the ``amqp://`` or ``amqps://`` URL.
+        connect_timeout: seconds a connection attempt may take before it fails.
+        reconnect_interval: seconds between reconnection attempts after the connection is lost.
+        name: the connection name shown by RabbitMQ (management UI, ``rabbitmqctl``).
+
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float,
+        reconnect_interval: float,
+        name: str = "taskiq-kit",
+    ) -> None:
+        self.url = url
+        self.name = name
+        self.connect_timeout = connect_timeout
+        self.reconnect_interval = reconnect_interval
+        self._connection: AbstractRobustConnection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def target(self) -> str:
+        """The URL, safe to show."""
+        return redact(self.url)
+
+    def unavailable(self, reason: object, timeout: float | None = None) -> BrokerNotAvailableError:
+        """The error raised when RabbitMQ cannot be reached."""
+        return BrokerNotAvailableError(
+            target=f"RabbitMQ at {self.target}",
+            timeout=self.connect_timeout if timeout is None else timeout,
+            reason=str(reason) or type(reason).__name__,
+        )
+
+    async def get(self) -> AbstractRobustConnection:
+        """Return the connection, opening it on first use.
+
+        Raises:
+            BrokerNotAvailableError: when RabbitMQ cannot be reached within ``connect_timeout``.
+
+        """
+        if self._connection is not None:
+            return self._connection
+        async with self._lock:
+            if self._connection is None:
+                try:
+                    self._connection = await asyncio.wait_for(
+                        aio_pika.connect_robust(
+                            self.url,
+                            timeout=self.connect_timeout,
+                            reconnect_interval=self.reconnect_interval,
+                            client_properties={"connection_name": self.name},
+                        ),
+                        self.connect_timeout,
+                    )
+                except CONNECTION_ERRORS as exc:
+                    raise self.unavailable(exc) from exc
+                logger.debug("Connected to RabbitMQ at %s.", self.target)
+        return self._connection
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Return at once when connected, else wait up to ``timeout`` s for the reconnection.
+
+        Raises:
+            asyncio.TimeoutError: when the connection is not back in time.
+
+        """
+        connection = await self.get()
+        if not connection.connected.is_set():
+            await asyncio.wait_for(connection.connected.wait(), timeout)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a connection was opened and not closed."""
+        return self._connection is not None and not self._connection.is_closed
+
+    async def close(self) -> None:
+        """Close the connection (unacknowledged deliveries go back to their queues)."""
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed:
+            await connection.close()

@@ -1,0 +1,80 @@
+"""The consumer's connection is closed by the server while deliveries are held or buffered."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from taskiq_kit.rabbit import RabbitBroker
+from taskiq_kit.rabbit.publisher import DUE_AT_HEADER, Outgoing
+from tests.brokers import in_process_worker
+from tests.rabbit.harness import build, wait_until
+
+pytestmark = [pytest.mark.rabbit, pytest.mark.usefixtures("amqp_url")]
+
+
+def _close_connection(name: str) -> None:
+    """Close (server side) the one connection named ``name``; nobody else's."""
+    listed = subprocess.run(
+        ["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "pid", "client_properties"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    marker = f'{{"connection_name","{name}"}}'
+    pids = [line.split("\t", 1)[0] for line in listed.splitlines() if marker in line]
+    assert len(pids) == 1, f"expected one connection named {name!r}, found {len(pids)}"
+    subprocess.run(
+        ["rabbitmqctl", "close_connection", pids[0], "test: simulated network failure"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.timeout(60)
+async def test_worker_survives_losing_its_connection_with_held_deliveries(
+    unique_name: Callable[[str], str],
+) -> None:
+    async with build(unique_name) as harness:
+        broker = harness.broker
+        assert isinstance(broker, RabbitBroker)
+        # Hold deliveries up to 10 s in the worker (not the ladder), so the connection surely
+        # drops while they are held, however slow rabbitmqctl is on a busy machine.
+        broker.consumer.hold_limit = 10
+        ran: Counter[str] = Counter()
+        due_at = time.time() + 6
+
+        @broker.task(task_name=f"held-{uuid.uuid4().hex}")
+        async def held(tag: str) -> None:
+            assert time.time() >= due_at, "ran early"
+            ran[tag] += 1
+
+        await broker.startup()
+        try:
+            async with in_process_worker(broker):
+                headers = {DUE_AT_HEADER: math.ceil(due_at * 1e6)}
+                for n in range(5):
+                    body = broker.formatter.dumps(held.kicker()._prepare_message(f"d{n}")).message
+                    out = Outgoing(body, headers, broker.names.default_queue, held.task_name)
+                    await broker.publisher.send(out, None)  # straight to the task queue
+                await asyncio.sleep(0.5)
+                assert len(ran) == 0
+                assert len(broker.consumer._held) == 5
+                await asyncio.to_thread(_close_connection, broker.consume_connection.name)
+                assert time.time() < due_at - 1, "too slow to test held deliveries"
+                assert await wait_until(lambda: len(ran) == 5, 20)
+                await held.kiq("after")
+                assert await wait_until(lambda: ran["after"] == 1, 10)
+        finally:
+            await broker.shutdown()
+        # Deliveries from the dead channel were dropped, not run: RabbitMQ redelivered them.
+        assert set(ran.values()) == {1}, ran
