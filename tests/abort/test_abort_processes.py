@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import signal
 import subprocess
@@ -25,7 +26,12 @@ TASKIQ = Path(sys.executable).parent / "taskiq"
 
 @contextlib.contextmanager
 def worker(queue: str, url: str, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "KIT_TEST_REDIS_URL": url, "KIT_TEST_QUEUE": queue, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "KIT_TEST_REDIS_URL": url,
+        "KIT_TEST_QUEUE": queue,
+        "PYTHONPATH": str(ROOT),
+    }
     process = subprocess.Popen(
         [str(TASKIQ), "worker", "tests.abort.worker_app:broker", *args],
         cwd=ROOT,
@@ -51,7 +57,7 @@ async def app(
     monkeypatch.setenv("KIT_TEST_REDIS_URL", redis_url)
     monkeypatch.setenv("KIT_TEST_QUEUE", queue)
     sys.modules.pop("tests.abort.worker_app", None)
-    import tests.abort.worker_app as module
+    module = importlib.import_module("tests.abort.worker_app")
 
     await module.broker.startup()
     try:
@@ -65,7 +71,9 @@ async def app(
         sys.modules.pop("tests.abort.worker_app", None)
 
 
-async def wait_status(broker: object, task_id: str, wanted: TaskStatus, timeout: float = 15) -> None:
+async def wait_status(
+    broker: object, task_id: str, wanted: TaskStatus, timeout: float = 15
+) -> None:
     deadline = time.monotonic() + timeout
     status = None
     while time.monotonic() < deadline:
