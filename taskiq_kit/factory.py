@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from taskiq_kit._compat import require
+from taskiq_kit.abort.signal import RedisAbortSignal
 from taskiq_kit.base import KitBroker
 from taskiq_kit.memory import MemoryBroker, MemoryResultBackend
 from taskiq_kit.results.backend import KitResultBackend
@@ -68,13 +69,17 @@ def make_broker(url: str, *, result_url: str | None = None, **options: Any) -> K
     """
     parsed = parse_url(url, accepted=BROKER_SCHEMES)
     result_ttl = options.pop("result_ttl", DAY)
-    backend = make_result_backend(result_url or _default_result_url(parsed), result_ttl=result_ttl)
+    store_url = result_url or _default_result_url(parsed)
+    backend = make_result_backend(store_url, result_ttl=result_ttl)
     logger.debug("Building a %s broker for %s.", parsed.scheme, redact(parsed.url))
     if parsed.scheme == "memory":
         return MemoryBroker(result_backend=backend, **options)
     if parsed.scheme in ("amqp", "amqps"):
         from taskiq_kit.rabbit import RabbitBroker  # noqa: PLC0415 - optional extra
 
+        if store_url.lower().startswith(("redis://", "rediss://")):
+            # Aborts reach running tasks through the Redis that holds their tombstones.
+            options.setdefault("abort_signal", RedisAbortSignal(store_url))
         return RabbitBroker(url, result_backend=backend, **options)
     from taskiq_kit.redis import RedisBroker  # noqa: PLC0415 - the redis extra is optional
 

@@ -31,7 +31,7 @@ def _queue_option(url: str) -> dict[str, str]:
     name = os.environ.get("EXAMPLE_QUEUE")
     if not name or url.startswith("memory"):
         return {}
-    return {"queue": name} if url.startswith("amqp") else {"queue_name": name}
+    return {"queue_name": name}
 
 
 settings = KitSettings()

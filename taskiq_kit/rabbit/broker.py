@@ -9,6 +9,7 @@ from typing import Any
 
 from taskiq.message import BrokerMessage
 
+from taskiq_kit.abort.signal import AbortSignal
 from taskiq_kit.base import KitBroker
 from taskiq_kit.delivery import Delivery
 from taskiq_kit.labels import Timing
@@ -32,13 +33,13 @@ class RabbitBroker(KitBroker):
     """A taskiq broker on RabbitMQ with plugin-less delays, dead-lettering and confirmed kicks.
 
     Build it with :func:`taskiq_kit.make_broker` (``amqp://`` URLs) or directly; run it with
-    ``taskiq worker module:broker``. A worker consumes every queue in ``queue`` + ``queues``.
+    ``taskiq worker module:broker``. A worker consumes every queue in ``queue_name`` + ``queues``.
 
     Args:
         url: ``amqp://`` or ``amqps://`` URL of RabbitMQ.
         result_backend: where results and status live (default: in memory).
         exchange: the task exchange; every other exchange and queue name derives from it.
-        queue: the default task queue.
+        queue_name: the default task queue.
         queues: more task queues, chosen per kick with the ``queue`` label.
         queue_type: ``"quorum"`` (default: replicated, delivery counting) or ``"classic"``.
         max_priority: ``x-max-priority`` of classic task queues; kicks set ``priority`` label.
@@ -51,6 +52,9 @@ class RabbitBroker(KitBroker):
             :class:`~taskiq_kit.exceptions.BrokerNotAvailableError`.
         reconnect_interval: seconds between reconnection attempts.
         max_delivery_attempts: deliveries of one message before it is dead-lettered.
+        abort_signal: how abort requests reach the workers (``make_broker`` passes Redis
+            pub/sub when the result store is Redis); ``None``: the workers' poll only.
+        abort_poll_interval: seconds between the workers' checks for aborts they missed.
 
     """
 
@@ -60,7 +64,7 @@ class RabbitBroker(KitBroker):
         *,
         result_backend: KitResultBackend[Any] | None = None,
         exchange: str = "taskiq",
-        queue: str = "taskiq",
+        queue_name: str = "taskiq",
         queues: Sequence[str] = (),
         queue_type: QueueType | str = QueueType.QUORUM,
         max_priority: int | None = None,
@@ -71,12 +75,16 @@ class RabbitBroker(KitBroker):
         publish_timeout: float = 5.0,
         reconnect_interval: float = 1.0,
         max_delivery_attempts: int = 5,
+        abort_signal: AbortSignal | None = None,
+        abort_poll_interval: float = 1.0,
     ) -> None:
         super().__init__(
             result_backend=result_backend or MemoryResultBackend(),
             max_delivery_attempts=max_delivery_attempts,
+            abort_signal=abort_signal,
+            abort_poll_interval=abort_poll_interval,
         )
-        names = RabbitNames(exchange=exchange, queues=(queue, *queues))
+        names = RabbitNames(exchange=exchange, queues=(queue_name, *queues))
         self.delay_mode = DelayMode(delay_mode)
         # Publishing and consuming use separate connections (RabbitMQ's advice): flow control
         # throttling publishers never delays a worker's acks, and neither shares a socket.

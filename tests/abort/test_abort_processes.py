@@ -1,4 +1,5 @@
-"""Abort across real ``taskiq worker`` processes on Redis: several workers, and a restart."""
+"""Abort across real ``taskiq worker`` processes, on Redis and on RabbitMQ (abort signals and
+tombstones in Redis): several worker processes, and a worker started after the abort."""
 
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ import pytest
 from redis.asyncio import Redis
 
 from taskiq_kit import AbortOutcome, TaskStatus, abort_task, get_status
+from tests.rabbit.harness import delete_topology
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+BROKER_KINDS = ["redis", "rabbit"]
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKIQ = Path(sys.executable).parent / "taskiq"
@@ -48,13 +52,18 @@ def worker(queue: str, url: str, *args: str) -> Iterator[subprocess.Popen[bytes]
         process.wait(10)
 
 
-@pytest.fixture
+@pytest.fixture(params=BROKER_KINDS)
 async def app(
-    redis_url: str, unique_name: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    redis_url: str,
+    unique_name: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[object]:
     """The worker module, imported in this process as the client, on a queue of its own."""
     queue = unique_name("abort")
+    broker_url = request.getfixturevalue("amqp_url") if request.param == "rabbit" else redis_url
     monkeypatch.setenv("KIT_TEST_REDIS_URL", redis_url)
+    monkeypatch.setenv("KIT_TEST_BROKER_URL", broker_url)
     monkeypatch.setenv("KIT_TEST_QUEUE", queue)
     sys.modules.pop("tests.abort.worker_app", None)
     module = importlib.import_module("tests.abort.worker_app")
@@ -64,6 +73,8 @@ async def app(
         yield module
     finally:
         await module.broker.shutdown()
+        if request.param == "rabbit":
+            await delete_topology(module.broker)
         async with Redis.from_url(redis_url) as client:
             keys = [key async for key in client.scan_iter(match=f"*{queue}*")]
             if keys:

@@ -1,7 +1,8 @@
 """Broker module for ``taskiq worker tests.abort.worker_app:broker`` in the abort tests.
 
-The full kit path: ``make_broker`` with results and status in Redis, so the test process and the
-worker processes share them. Configured by ``KIT_TEST_REDIS_URL`` and ``KIT_TEST_QUEUE``.
+The full kit path: ``make_broker`` (Redis or RabbitMQ, ``KIT_TEST_BROKER_URL``) with results,
+status and abort signals in Redis (``KIT_TEST_REDIS_URL``), shared by the test process and the
+worker processes; ``KIT_TEST_QUEUE`` names the queue.
 Tasks record in Redis the pid that started them and the pid that saw their cancellation.
 """
 
@@ -16,15 +17,15 @@ from taskiq import Context, TaskiqDepends
 from taskiq_kit import make_broker
 
 URL = os.environ.get("KIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+BROKER_URL = os.environ.get("KIT_TEST_BROKER_URL", URL)
 QUEUE = os.environ.get("KIT_TEST_QUEUE", "kit-test-abort")
 
-broker = make_broker(
-    URL,
-    result_url=URL,
-    queue_name=QUEUE,
-    idle_timeout=2.0,
-    read_count=int(os.environ.get("KIT_TEST_READ_COUNT", "1")),
-)
+# Each worker process holds at most 3 tasks: 2 running (--max-async-tasks 2) and 1 read ahead.
+if BROKER_URL.startswith("amqp"):
+    options: dict[str, object] = {"exchange": f"{QUEUE}-x", "prefetch_count": 3}
+else:
+    options = {"idle_timeout": 2.0, "read_count": 1}
+broker = make_broker(BROKER_URL, result_url=URL, queue_name=QUEUE, **options)
 
 
 def started_key(queue: str) -> str:

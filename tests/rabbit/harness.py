@@ -55,7 +55,7 @@ async def delete_topology(broker: RabbitBroker) -> None:
 
 @asynccontextmanager
 async def build(names: Callable[[str], str], **options: Any) -> AsyncIterator[BrokerHarness]:
-    broker = make_broker(AMQP_URL, exchange=names("x"), queue=names("q"), **options)
+    broker = make_broker(AMQP_URL, exchange=names("x"), queue_name=names("q"), **options)
     assert isinstance(broker, RabbitBroker)
     seen: list[tuple[bytes, str]] = []
     connection = await aio_pika.connect(AMQP_URL)

@@ -90,7 +90,7 @@ async def test_task_that_keeps_killing_workers_ends_in_the_dead_letter_queue(
 
     def worker() -> RabbitBroker:
         broker = make_broker(
-            AMQP_URL, exchange=exchange, queue=queue, queue_type=queue_type, max_delivery_attempts=3
+            AMQP_URL, exchange=exchange, queue_name=queue, queue_type=queue_type, max_delivery_attempts=3
         )
         assert isinstance(broker, RabbitBroker)
         broker.task(task_name="poison")(lambda: ran.append(1))
@@ -206,7 +206,7 @@ async def test_ack_waits_for_the_result_to_be_saved(
     ran: list[str] = []
 
     def worker(backend: MemoryResultBackend[Any]) -> RabbitBroker:
-        broker = make_broker(AMQP_URL, exchange=exchange, queue=queue)
+        broker = make_broker(AMQP_URL, exchange=exchange, queue_name=queue)
         assert isinstance(broker, RabbitBroker)
         broker.result_backend = backend
         broker.task(task_name="job")(lambda: ran.append("run"))

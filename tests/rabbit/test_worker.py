@@ -80,7 +80,7 @@ def _broker(env: dict[str, str]) -> RabbitBroker:
     broker = make_broker(
         AMQP_URL,
         exchange=env["KIT_TEST_EXCHANGE"],
-        queue=env["KIT_TEST_QUEUE"],
+        queue_name=env["KIT_TEST_QUEUE"],
         delay_mode="ladder",
     )
     assert isinstance(broker, RabbitBroker)

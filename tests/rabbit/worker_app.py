@@ -13,7 +13,7 @@ from taskiq_kit import make_broker
 broker = make_broker(
     os.environ.get("KIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     exchange=os.environ.get("KIT_TEST_EXCHANGE", "kit-test-worker"),
-    queue=os.environ.get("KIT_TEST_QUEUE", "kit-test-worker"),
+    queue_name=os.environ.get("KIT_TEST_QUEUE", "kit-test-worker"),
     delay_mode="ladder",
 )
 
