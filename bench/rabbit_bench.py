@@ -125,7 +125,9 @@ def peer_broker(prefetch: int) -> tuple[AioPikaBroker, list[str], list[str]]:
 
 
 def kit_broker(prefetch: int) -> RabbitBroker:
-    broker = make_broker(URL, exchange=name("kit-x"), queue_name=name("kit-q"), prefetch_count=prefetch)
+    broker = make_broker(
+        URL, exchange=name("kit-x"), queue_name=name("kit-q"), prefetch_count=prefetch
+    )
     assert isinstance(broker, RabbitBroker)
     return broker
 

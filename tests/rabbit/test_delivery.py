@@ -90,7 +90,11 @@ async def test_task_that_keeps_killing_workers_ends_in_the_dead_letter_queue(
 
     def worker() -> RabbitBroker:
         broker = make_broker(
-            AMQP_URL, exchange=exchange, queue_name=queue, queue_type=queue_type, max_delivery_attempts=3
+            AMQP_URL,
+            exchange=exchange,
+            queue_name=queue,
+            queue_type=queue_type,
+            max_delivery_attempts=3,
         )
         assert isinstance(broker, RabbitBroker)
         broker.task(task_name="poison")(lambda: ran.append(1))
