@@ -16,7 +16,7 @@ from taskiq.message import BrokerMessage
 from taskiq_kit.abort.middleware import AbortMiddleware
 from taskiq_kit.abort.signal import AbortSignal
 from taskiq_kit.abort.wrap import abortable
-from taskiq_kit.delivery import Delivery, DeliveryGate
+from taskiq_kit.delivery import Delivery, DeliveryGate, HandoffFormatter
 from taskiq_kit.labels import RETRIES, Timing, TimingMiddleware, read_timing
 from taskiq_kit.results.backend import KitResultBackend
 from taskiq_kit.results.status import StatusMiddleware, TaskStatus
@@ -51,6 +51,7 @@ class KitBroker(AsyncBroker):
     ) -> None:
         super().__init__()
         self.result_backend = result_backend
+        self.formatter = HandoffFormatter(self)
         self.gate = DeliveryGate(self, max_attempts=max_delivery_attempts)
         self.aborts = AbortMiddleware(abort_signal, poll_interval=abort_poll_interval)
         self.add_middlewares(TimingMiddleware(), StatusMiddleware(), self.aborts)

@@ -13,14 +13,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from taskiq.abc.broker import AsyncBroker
 from taskiq.acks import AckableMessage
+from taskiq.formatters.proxy_formatter import ProxyFormatter
+from taskiq.message import TaskiqMessage
 
 from taskiq_kit.labels import KICKED_AT, RETRIES, label_float, read_timing
 from taskiq_kit.results.status import TaskRecord, TaskStatus
 
 if TYPE_CHECKING:
-    from taskiq.message import TaskiqMessage
-
     from taskiq_kit.base import KitBroker
 
 logger = logging.getLogger("taskiq_kit.delivery")
@@ -69,6 +70,33 @@ class _Drop(NamedTuple):
     record_as: TaskStatus | None
 
 
+class HandoffFormatter(ProxyFormatter):
+    """taskiq's formatter, plus a hand-off: the Receiver gets the message the gate already parsed.
+
+    The gate must parse each body to check it; without this, taskiq's Receiver would parse the
+    same bytes again. Entries are keyed by the very bytes object the gate admitted, and bounded.
+    """
+
+    _MAX_WAITING = 10_000
+
+    def __init__(self, broker: AsyncBroker) -> None:
+        super().__init__(broker)
+        self._parsed: dict[int, tuple[bytes, TaskiqMessage]] = {}
+
+    def hand_off(self, data: bytes, message: TaskiqMessage) -> None:
+        """Keep ``message`` for the next :meth:`loads` of exactly ``data``."""
+        if len(self._parsed) >= self._MAX_WAITING:
+            self._parsed.clear()
+        self._parsed[id(data)] = (data, message)
+
+    def loads(self, message: bytes) -> TaskiqMessage:
+        """Return the message parsed by the gate for these bytes, or parse them."""
+        waiting = self._parsed.pop(id(message), None)
+        if waiting is not None and waiting[0] is message:
+            return waiting[1]
+        return super().loads(message)
+
+
 class DeliveryGate:
     """Admits deliveries to the Receiver, dead-lettering or dropping the ones that must not run."""
 
@@ -89,6 +117,9 @@ class DeliveryGate:
             return None
         drop = await self._drop(message)
         if drop is None:
+            formatter = self.broker.formatter
+            if isinstance(formatter, HandoffFormatter):
+                formatter.hand_off(delivery.data, message)
             return AckableMessage(data=delivery.data, ack=delivery.ack)
         if drop.record_as is not None:
             now = time.time()

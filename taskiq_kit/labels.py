@@ -253,11 +253,17 @@ def timing(
     return labels
 
 
+_TIMING_INPUTS = (DELAY, ETA, EXPIRES, EXPIRES_AT, KICKED_AT)
+
+
 def _parsed_labels(message: TaskiqMessage) -> dict[str, Any]:
-    """Labels of a message being sent, with taskiq's wire strings turned back into values."""
+    """The timing labels of a message being sent, taskiq's wire strings turned back into values."""
     types = message.labels_types or {}
     parsed: dict[str, Any] = {}
-    for name, value in message.labels.items():
+    for name in _TIMING_INPUTS:
+        if name not in message.labels:
+            continue
+        value = message.labels[name]
         label_type = types.get(name)
         if label_type is None or label_type == LabelType.ANY:
             parsed[name] = value
@@ -292,6 +298,10 @@ class TimingMiddleware(TaskiqMiddleware):
         """Validate and normalise the timing labels of ``message``."""
         now = time.time()
         labels = _parsed_labels(message)
+        if not labels:  # the common case: no timing at all
+            _set_float_label(message, DUE_AT, None)
+            _set_float_label(message, KICKED_AT, now)
+            return message
         resolved = resolve_timing(labels, now=now)
         _set_float_label(message, DUE_AT, resolved.due_at)
         _set_float_label(message, EXPIRES_AT, resolved.expires_at)

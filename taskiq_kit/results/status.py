@@ -139,13 +139,17 @@ class StatusMiddleware(TaskiqMiddleware):
     def __init__(self) -> None:
         super().__init__()
         self.worker = worker_identity()
+        self._backend: KitResultBackend[Any] | None = None
 
     @property
     def backend(self) -> KitResultBackend[Any]:
         """The broker's result backend (it keeps the status records)."""
-        from taskiq_kit.results.api import kit_backend  # noqa: PLC0415 - api imports this module
+        backend = self.broker.result_backend
+        if self._backend is not backend:  # resolved once, again only if the broker's changes
+            from taskiq_kit.results.api import kit_backend  # noqa: PLC0415 - api imports this
 
-        return kit_backend(self.broker)
+            self._backend = kit_backend(self.broker)
+        return self._backend
 
     async def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
         """Write ``pending`` / ``scheduled`` / ``retrying`` before the message leaves."""
