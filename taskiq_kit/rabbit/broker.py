@@ -14,6 +14,7 @@ from taskiq_kit.base import KitBroker
 from taskiq_kit.delivery import Delivery
 from taskiq_kit.labels import Timing
 from taskiq_kit.memory.backend import MemoryResultBackend
+from taskiq_kit.rabbit.abort_signal import RabbitAbortSignal
 from taskiq_kit.rabbit.connection import RabbitConnection
 from taskiq_kit.rabbit.consumer import Consumer
 from taskiq_kit.rabbit.delay import DEFAULT_LEVELS, DelayMode, probe_plugin
@@ -52,8 +53,8 @@ class RabbitBroker(KitBroker):
             :class:`~taskiq_kit.exceptions.BrokerNotAvailableError`.
         reconnect_interval: seconds between reconnection attempts.
         max_delivery_attempts: deliveries of one message before it is dead-lettered.
-        abort_signal: how abort requests reach the workers (``make_broker`` passes Redis
-            pub/sub when the result store is Redis); ``None``: the workers' poll only.
+        abort_signal: how abort requests reach the workers: by default a fanout exchange on
+            this RabbitMQ (``make_broker`` passes Redis pub/sub when the result store is Redis).
         abort_poll_interval: seconds between the workers' checks for aborts they missed.
 
     """
@@ -81,7 +82,10 @@ class RabbitBroker(KitBroker):
         super().__init__(
             result_backend=result_backend or MemoryResultBackend(),
             max_delivery_attempts=max_delivery_attempts,
-            abort_signal=abort_signal,
+            abort_signal=abort_signal
+            or RabbitAbortSignal(
+                url, exchange=f"{exchange}.abort", connect_timeout=connect_timeout
+            ),
             abort_poll_interval=abort_poll_interval,
         )
         names = RabbitNames(exchange=exchange, queues=(queue_name, *queues))

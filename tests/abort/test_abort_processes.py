@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import aio_pika
 import pytest
 from redis.asyncio import Redis
 
@@ -22,7 +23,8 @@ from tests.rabbit.harness import delete_topology
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-BROKER_KINDS = ["redis", "rabbit"]
+#: broker / where results, tombstones and abort signals live
+BROKER_KINDS = ["redis", "rabbit", "rabbit-postgres"]
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKIQ = Path(sys.executable).parent / "taskiq"
@@ -61,7 +63,12 @@ async def app(
 ) -> AsyncIterator[object]:
     """The worker module, imported in this process as the client, on a queue of its own."""
     queue = unique_name("abort")
-    broker_url = request.getfixturevalue("amqp_url") if request.param == "rabbit" else redis_url
+    rabbit = request.param.startswith("rabbit")
+    broker_url = request.getfixturevalue("amqp_url") if rabbit else redis_url
+    if request.param == "rabbit-postgres":  # no Redis in the kit: a fanout exchange carries aborts
+        monkeypatch.setenv("KIT_TEST_RESULT_URL", request.getfixturevalue("postgres_url"))
+    else:
+        monkeypatch.setenv("KIT_TEST_RESULT_URL", redis_url)
     monkeypatch.setenv("KIT_TEST_REDIS_URL", redis_url)
     monkeypatch.setenv("KIT_TEST_BROKER_URL", broker_url)
     monkeypatch.setenv("KIT_TEST_QUEUE", queue)
@@ -73,8 +80,11 @@ async def app(
         yield module
     finally:
         await module.broker.shutdown()
-        if request.param == "rabbit":
+        if rabbit:
             await delete_topology(module.broker)
+            async with await aio_pika.connect(broker_url) as connection:
+                channel = await connection.channel()
+                await channel.exchange_delete(f"{queue}-x.abort")
         async with Redis.from_url(redis_url) as client:
             keys = [key async for key in client.scan_iter(match=f"*{queue}*")]
             if keys:

@@ -1,8 +1,9 @@
 """Broker module for ``taskiq worker tests.abort.worker_app:broker`` in the abort tests.
 
 The full kit path: ``make_broker`` (Redis or RabbitMQ, ``KIT_TEST_BROKER_URL``) with results,
-status and abort signals in Redis (``KIT_TEST_REDIS_URL``), shared by the test process and the
-worker processes; ``KIT_TEST_QUEUE`` names the queue.
+status and tombstones in Redis or PostgreSQL (``KIT_TEST_RESULT_URL``), shared by the test process
+and the worker processes; ``KIT_TEST_QUEUE`` names the queue. Redis (``KIT_TEST_REDIS_URL``) is
+also the tests' side channel.
 Tasks record in Redis the pid that started them and the pid that saw their cancellation.
 """
 
@@ -25,7 +26,8 @@ if BROKER_URL.startswith("amqp"):
     options: dict[str, object] = {"exchange": f"{QUEUE}-x", "prefetch_count": 3}
 else:
     options = {"idle_timeout": 2.0, "read_count": 1}
-broker = make_broker(BROKER_URL, result_url=URL, queue_name=QUEUE, **options)
+RESULT_URL = os.environ.get("KIT_TEST_RESULT_URL", URL)
+broker = make_broker(BROKER_URL, result_url=RESULT_URL, queue_name=QUEUE, **options)
 
 
 def started_key(queue: str) -> str:
