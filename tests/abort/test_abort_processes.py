@@ -11,14 +11,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import aio_pika
 import pytest
 from redis.asyncio import Redis
 
 from taskiq_kit import AbortOutcome, TaskStatus, abort_task, get_status
+from tests.processes import taskiq_worker
 from tests.rabbit.harness import delete_topology
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -26,32 +26,9 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 #: broker / where results, tombstones and abort signals live
 BROKER_KINDS = ["redis", "rabbit", "rabbit-postgres"]
 
-ROOT = Path(__file__).resolve().parents[2]
-TASKIQ = Path(sys.executable).parent / "taskiq"
 
-
-@contextlib.contextmanager
-def worker(queue: str, url: str, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "KIT_TEST_REDIS_URL": url,
-        "KIT_TEST_QUEUE": queue,
-        "PYTHONPATH": str(ROOT),
-    }
-    process = subprocess.Popen(
-        [str(TASKIQ), "worker", "tests.abort.worker_app:broker", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+def worker(queue: str, *args: str) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    return taskiq_worker("tests.abort.worker_app:broker", *args, env={"KIT_TEST_QUEUE": queue})
 
 
 @pytest.fixture(params=BROKER_KINDS)
@@ -110,7 +87,7 @@ async def test_only_the_process_running_the_task_cancels_it(app: object, redis_u
     module = app
     broker, sleepy, queue = module.broker, module.sleepy, module.QUEUE  # type: ignore[attr-defined]
     # Each process holds at most 3 (2 running, 1 read ahead): 6 tasks put 2 running in each.
-    with worker(queue, redis_url, "--workers", "2", "--max-async-tasks", "2"):
+    with worker(queue, "--workers", "2", "--max-async-tasks", "2"):
         tasks = [await sleepy.kiq(20) for _ in range(6)]
         deadline = time.monotonic() + 30
         while True:
@@ -142,7 +119,7 @@ async def _hash(url: str, key: str) -> dict[str, str]:
 async def test_abort_is_honoured_by_a_worker_started_after_it(app: object, redis_url: str) -> None:
     module = app
     broker, sleepy, queue = module.broker, module.sleepy, module.QUEUE  # type: ignore[attr-defined]
-    with worker(queue, redis_url, "--workers", "1") as first:
+    with worker(queue, "--workers", "1") as first:
         warmup = await sleepy.kiq(0)
         await wait_status(broker, warmup.task_id, TaskStatus.SUCCESS, timeout=30)
         delayed = await sleepy.kicker().with_labels(delay=3).kiq(0)
@@ -151,7 +128,7 @@ async def test_abort_is_honoured_by_a_worker_started_after_it(app: object, redis
     queued = await sleepy.kiq(0)  # no worker at all now
     assert await abort_task(broker, delayed.task_id) is AbortOutcome.ABORTED_BEFORE_START
     assert await abort_task(broker, queued.task_id) is AbortOutcome.ABORTED_BEFORE_START
-    with worker(queue, redis_url, "--workers", "1"):
+    with worker(queue, "--workers", "1"):
         control = await sleepy.kiq(0)
         await wait_status(broker, control.task_id, TaskStatus.SUCCESS, timeout=30)
         await asyncio.sleep(4)  # past the delayed task's due time

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-TASKIQ = Path(sys.executable).parent / "taskiq"
+from tests.processes import kill_group, taskiq_worker
+
+__all__ = ["kill_group", "rss_bytes", "worker_child_pid", "worker_process"]
 
 
 @contextlib.contextmanager
@@ -20,38 +17,11 @@ def worker_process(
     queue: str, url: str, *args: str, **env: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start one worker process (its own session, so signals reach the whole group)."""
-    environment = {
-        **os.environ,
-        "KIT_TEST_REDIS_URL": url,
-        "KIT_TEST_QUEUE": queue,
-        "PYTHONPATH": str(ROOT),
-        **env,
-    }
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [str(TASKIQ), "worker", "tests.redis.worker_app:broker", "--workers", "1", *args],
-            cwd=ROOT,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                kill_group(process, signal.SIGKILL)
-            process.wait(10)
-            log.seek(0)
-            output = log.read().decode(errors="replace")
-            if "Traceback" in output:
-                sys.stderr.write(f"--- worker output ---\n{output[-5000:]}\n")
-
-
-def kill_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    """Send ``sig`` to the worker's process group (the taskiq parent and its worker child)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
+    environment = {"KIT_TEST_REDIS_URL": url, "KIT_TEST_QUEUE": queue, **env}
+    with taskiq_worker(
+        "tests.redis.worker_app:broker", "--workers", "1", *args, env=environment
+    ) as process:
+        yield process
 
 
 def worker_child_pid(process: subprocess.Popen[bytes]) -> int:
