@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,18 @@ async def test_two_and_three_replicas_fire_each_instant_once(
             await redis_client.delete(*group.all())
 
 
+async def firing_leader(
+    redis_client: Redis, key: str, processes: Sequence[subprocess.Popen[bytes]]
+) -> subprocess.Popen[bytes]:
+    """The replica process that fires, once it has fired three times."""
+    deadline = time.time() + 20
+    while len(await records(redis_client, key)) < 3:
+        assert time.time() < deadline, "no replica became leader"
+        await asyncio.sleep(0.2)
+    leader_pid = (await records(redis_client, key))[-1]["pid"]
+    return next(process for process in processes if process.pid == leader_pid)
+
+
 @pytest.mark.timeout(60)
 async def test_killing_the_leader_hands_over_within_the_lease(
     redis_url: str,
@@ -178,12 +190,8 @@ async def test_killing_the_leader_hands_over_within_the_lease(
             interval=interval,
             log_dir=tmp_path,
         ) as processes:
-            deadline = time.time() + 20
-            while len(await records(redis_client, key)) < 3:
-                assert time.time() < deadline, "no replica became leader"
-                await asyncio.sleep(0.2)
-            leader_pid = (await records(redis_client, key))[-1]["pid"]
-            leader = next(process for process in processes if process.pid == leader_pid)
+            leader = await firing_leader(redis_client, key, processes)
+            leader_pid = leader.pid
             leader.send_signal(signal.SIGKILL)
             killed_at = time.time()
             await asyncio.sleep(lease + 4)
@@ -218,12 +226,8 @@ async def test_sigterm_hands_the_lease_over_at_once(
             interval=interval,
             log_dir=tmp_path,
         ) as processes:
-            deadline = time.time() + 20
-            while len(await records(redis_client, key)) < 3:
-                assert time.time() < deadline, "no replica became leader"
-                await asyncio.sleep(0.2)
-            leader_pid = (await records(redis_client, key))[-1]["pid"]
-            leader = next(process for process in processes if process.pid == leader_pid)
+            leader = await firing_leader(redis_client, key, processes)
+            leader_pid = leader.pid
             leader.send_signal(signal.SIGTERM)
             stopped_at = time.time()
             assert leader.wait(timeout=10) == 0  # a clean stop, not a kill
