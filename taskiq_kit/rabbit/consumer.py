@@ -7,6 +7,7 @@ whole seconds only), counts deliveries, and settles messages (ack, dead-letter, 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import logging
 import time
@@ -14,7 +15,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractRobustChannel
+from aiormq.abc import DeliveredMessage
 
 from taskiq_kit.delivery import Delivery
 from taskiq_kit.rabbit.connection import CONNECTION_ERRORS, RabbitConnection
@@ -43,8 +46,84 @@ RESEND_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class Settler:
+    """Settles the deliveries of one channel; acks are batched with ``multiple=True``.
+
+    Acks requested in one turn of the event loop go out together: one ``basic.ack`` with
+    ``multiple=True`` covers every done tag below the oldest delivery still unsettled (a task
+    still running, a held delay); done tags above it are acked one by one. No ack ever covers a
+    message that is not done. An ack is written one loop turn after the task asked for it, after
+    its result was saved: a crash in between redelivers the message (at-least-once), and the
+    delivery gate drops it as a duplicate of a completed kick.
+    """
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
+        self.channel = channel
+        self._unsettled: set[int] = set()
+        self._done: list[int] = []
+        self._flushing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def stale(self) -> bool:
+        """Whether the channel has closed (its deliveries will be redelivered elsewhere)."""
+        return self.channel.is_closed
+
+    def delivered(self, tag: int) -> None:
+        """Track ``tag`` until it is settled."""
+        self._unsettled.add(tag)
+
+    async def ack(self, tag: int) -> None:
+        """Acknowledge ``tag`` with the other acks of this loop turn."""
+        self._done.append(tag)
+        if self._flushing:
+            return  # the flushing task takes it
+        self._flushing = True
+        self._idle.clear()
+        try:
+            await asyncio.sleep(0)  # the other tasks finishing in this turn join the batch
+            while self._done:
+                await self._flush()
+        finally:
+            self._flushing = False
+            self._idle.set()
+
+    async def drain(self) -> None:
+        """Write every waiting ack (before the channel closes)."""
+        await self._idle.wait()
+        while self._done:
+            await self._flush()
+
+    async def nack(self, tag: int, *, requeue: bool = True) -> None:
+        """Reject ``tag``, back to its queue by default."""
+        # Still unsettled until its frame is queued: no multiple ack may cover it before.
+        await _settle(functools.partial(self.channel.basic_nack, tag, requeue=requeue, wait=False))
+        self._unsettled.discard(tag)
+
+    async def _flush(self) -> None:
+        # One flusher at a time (``_flushing``), so acks go out in the order decided here.
+        done, self._done = self._done, []
+        unsettled = self._unsettled
+        unsettled.difference_update(done)
+        done.sort()
+        cut = bisect.bisect_left(done, min(unsettled)) if unsettled else len(done)
+        channel = self.channel
+        try:
+            if cut:
+                await channel.basic_ack(done[cut - 1], multiple=cut > 1, wait=False)
+            for tag in done[cut:]:
+                await channel.basic_ack(tag, wait=False)
+        except SETTLE_ERRORS as exc:
+            logger.warning("Cannot acknowledge messages (%s); RabbitMQ will redeliver them.", exc)
+
+
 class Consumer:
     """Consumes every task queue on one channel with a bounded prefetch.
+
+    Deliveries come straight from aio-pika's underlying aiormq channel (no aio-pika message object
+    per delivery); the robust channel still restores the channel, QoS and queues after a
+    reconnection, and its reopen callback starts the consumers again.
 
     Args:
         connection: the shared connection.
@@ -70,18 +149,21 @@ class Consumer:
         self.publisher = publisher
         self.prefetch_count = prefetch_count
         self.hold_limit = hold_limit
-        self._channel: AbstractChannel | None = None
-        self._consuming: list[tuple[AbstractQueue, str]] = []
-        self._ready: asyncio.Queue[tuple[AbstractIncomingMessage, Delivery]] = asyncio.Queue()
-        self._held: dict[asyncio.TimerHandle, AbstractIncomingMessage] = {}
+        self._channel: AbstractRobustChannel | None = None
+        self._queues: list[str] = []
+        self._settler: Settler | None = None
+        self._tags: list[str] = []
+        self._consuming = False
+        self._ready: asyncio.Queue[tuple[DeliveredMessage, Settler, Delivery]] = asyncio.Queue()
+        self._held: dict[asyncio.TimerHandle, tuple[DeliveredMessage, Settler]] = {}
 
     async def deliveries(self) -> AsyncGenerator[Delivery, None]:
         """Consume until closed; on close, return held and buffered messages to their queues."""
         await self._start()
         try:
             while True:
-                message, delivery = await self._ready.get()
-                if _is_stale(message):
+                _, settler, delivery = await self._ready.get()
+                if settler.stale:
                     # Its channel died (reconnection): RabbitMQ redelivers it on the new one.
                     logger.debug("Dropped a delivery of a closed channel; it will be redelivered.")
                     continue
@@ -98,67 +180,105 @@ class Consumer:
             await channel.set_qos(prefetch_count=self.prefetch_count)
             queues = await self.topology.declare_task_queues(channel)
             self._channel = channel
-            for queue in queues:
-                tag = await queue.consume(functools.partial(self._on_message, queue.name))
-                self._consuming.append((queue, tag))
+            self._queues = [queue.name for queue in queues]
+            self._consuming = True
+            await self._consume(channel)
         except CONNECTION_ERRORS as exc:
             raise self.connection.unavailable(exc) from exc
-        logger.info("Consuming %s.", ", ".join(q.name for q, _ in self._consuming))
+        if isinstance(channel, AbstractRobustChannel):
+            channel.reopen_callbacks.add(self._on_reopen)
+        logger.info("Consuming %s.", ", ".join(self._queues))
+
+    async def _consume(self, channel: AbstractChannel) -> None:
+        """Start a consumer per task queue on the current underlying channel of ``channel``."""
+        underlay = await channel.get_underlay_channel()
+        settler = Settler(underlay)
+        self._settler, self._tags = settler, []
+        for queue in self._queues:
+
+            async def on_message(message: DeliveredMessage, queue: str = queue) -> None:
+                await self._on_message(queue, settler, message)
+
+            ok = await underlay.basic_consume(queue, on_message)
+            if ok.consumer_tag is not None:
+                self._tags.append(ok.consumer_tag)
+
+    async def _on_reopen(self, channel: AbstractRobustChannel | None) -> None:
+        """After a reconnection, consume again on the restored channel."""
+        if not self._consuming or channel is None or channel is not self._channel:
+            return
+        try:
+            await self._consume(channel)
+        except CONNECTION_ERRORS:
+            logger.warning("Cannot consume after reconnecting; retrying on the next one.")
+            return
+        logger.info("Consuming %s again after a reconnection.", ", ".join(self._queues))
 
     async def stop_consuming(self) -> None:
         """Stop new deliveries and requeue the ones not handed out; keep the channel for acks."""
-        consuming, self._consuming = self._consuming, []
-        for queue, tag in consuming:
-            if not self.connection.is_open:
-                break  # the consumers died with the connection
-            # Bounded: a robust channel waits for a reconnection that may never come.
-            await _settle(functools.partial(asyncio.wait_for, queue.cancel(tag), CLOSE_TIMEOUT))
+        self._consuming = False
+        tags, self._tags = self._tags, []
+        settler = self._settler
+        if settler is not None and not settler.stale:
+            for tag in tags:
+                # Bounded: the server may be gone.
+                cancel = settler.channel.basic_cancel(tag)
+                await _settle(functools.partial(asyncio.wait_for, cancel, CLOSE_TIMEOUT))
         returned = list(self._held.values())
         for handle in self._held:
             handle.cancel()
         self._held.clear()
         while not self._ready.empty():
-            returned.append(self._ready.get_nowait()[0])
-        for message in returned:
-            await _settle(functools.partial(message.nack, requeue=True))
+            message, held_by, _ = self._ready.get_nowait()
+            returned.append((message, held_by))
+        for message, held_by in returned:
+            if not held_by.stale:
+                await held_by.nack(_tag(message))
         if returned:
             logger.info("Returned %d prefetched message(s) to their queues.", len(returned))
 
     async def close(self) -> None:
         """Close the channel: anything still unacknowledged goes back to its queue."""
         await self.stop_consuming()
+        if self._settler is not None and not self._settler.stale:
+            await self._settler.drain()
         channel, self._channel = self._channel, None
         if channel is not None and not channel.is_closed and self.connection.is_open:
             await _settle(functools.partial(asyncio.wait_for, channel.close(), CLOSE_TIMEOUT))
 
-    async def _on_message(self, queue: str, message: AbstractIncomingMessage) -> None:
-        headers = message.headers or {}
+    async def _on_message(self, queue: str, settler: Settler, message: DeliveredMessage) -> None:
+        tag = _tag(message)
+        settler.delivered(tag)
+        headers = message.header.properties.headers or {}
         try:
-            if self.topology.queue_type is QueueType.CLASSIC and message.redelivered:
+            if self.topology.queue_type is QueueType.CLASSIC and _redelivered(message):
                 # Classic queues count nothing: resend with the count raised, then ack.
-                await self._resend(message, queue, attempt=_classic_attempt(headers) + 1)
+                attempt = _classic_attempt(headers) + 1
+                await self._resend(message, settler, queue, attempt=attempt)
                 return
             due_at = self.publisher.due_at_of(headers)
             remaining = 0.0 if due_at is None else due_at - time.time()
             if remaining > self.hold_limit:
-                await self._resend(message, queue, attempt=None)
+                await self._resend(message, settler, queue, attempt=None)
                 return
         except RESEND_ERRORS:
             logger.warning("Cannot re-publish a message; it stays queued.", exc_info=True)
-            await _settle(functools.partial(message.nack, requeue=True))
+            await settler.nack(tag)
             return
         delivery = Delivery(
             data=message.body,
-            ack=functools.partial(_settle, message.ack),
-            dead_letter=functools.partial(self._dead_letter, message, queue),
+            ack=functools.partial(settler.ack, tag),
+            dead_letter=functools.partial(self._dead_letter, message, settler, queue),
             attempt=self._attempt(headers),
         )
         if remaining <= 0:
-            self._ready.put_nowait((message, delivery))
+            self._ready.put_nowait((message, settler, delivery))
         else:
-            self._hold(message, delivery, due_at or 0.0)
+            self._hold(message, settler, delivery, due_at or 0.0)
 
-    def _hold(self, message: AbstractIncomingMessage, delivery: Delivery, due_at: float) -> None:
+    def _hold(
+        self, message: DeliveredMessage, settler: Settler, delivery: Delivery, due_at: float
+    ) -> None:
         """Hand ``delivery`` on at ``due_at`` exactly (never earlier: re-checked on wake-up)."""
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle
@@ -167,12 +287,12 @@ class Consumer:
             self._held.pop(handle, None)
             remaining = due_at - time.time()
             if remaining > 0:
-                self._hold(message, delivery, due_at)
+                self._hold(message, settler, delivery, due_at)
             else:
-                self._ready.put_nowait((message, delivery))
+                self._ready.put_nowait((message, settler, delivery))
 
         handle = loop.call_later(max(0.0, due_at - time.time()), release)
-        self._held[handle] = message
+        self._held[handle] = (message, settler)
 
     def _attempt(self, headers: dict[str, Any]) -> int:
         if self.topology.queue_type is QueueType.QUORUM:
@@ -180,8 +300,9 @@ class Consumer:
             return int(count) + 1 if isinstance(count, int) else 1
         return _classic_attempt(headers)
 
-    def _outgoing(self, message: AbstractIncomingMessage, queue: str) -> Outgoing:
-        headers = dict(message.headers or {})
+    def _outgoing(self, message: DeliveredMessage, queue: str) -> Outgoing:
+        properties = message.header.properties
+        headers = dict(properties.headers or {})
         headers.pop("x-delivery-count", None)
         headers.pop("x-death", None)
         return Outgoing(
@@ -189,35 +310,40 @@ class Consumer:
             headers=headers,
             queue=str(headers.get(QUEUE_HEADER) or queue),
             task_name=str(headers.get(TASK_HEADER) or "?"),
-            task_id=message.message_id,
-            priority=message.priority,
+            task_id=properties.message_id,
+            priority=properties.priority,
         )
 
     async def _resend(
-        self, message: AbstractIncomingMessage, queue: str, *, attempt: int | None
+        self, message: DeliveredMessage, settler: Settler, queue: str, *, attempt: int | None
     ) -> None:
         out = self._outgoing(message, queue)
         if attempt is not None:
             out.headers[ATTEMPT_HEADER] = attempt
         await self.publisher.send(out, self.publisher.due_at_of(out.headers))
-        await _settle(message.ack)
+        await settler.ack(_tag(message))
 
-    async def _dead_letter(self, message: AbstractIncomingMessage, queue: str, reason: str) -> None:
+    async def _dead_letter(
+        self, message: DeliveredMessage, settler: Settler, queue: str, reason: str
+    ) -> None:
         try:
             await self.publisher.dead_letter(self._outgoing(message, queue), reason)
         except Exception:
             logger.exception("Cannot dead-letter a message; it is requeued.")
-            await _settle(functools.partial(message.nack, requeue=True))
+            await settler.nack(_tag(message))
             return
-        await _settle(message.ack)
+        await settler.ack(_tag(message))
 
 
-def _is_stale(message: AbstractIncomingMessage) -> bool:
-    """Whether the channel ``message`` came on has closed (it cannot be settled any more)."""
-    try:
-        return message.channel.is_closed
-    except aio_pika.exceptions.ChannelInvalidStateError:  # raised once the channel is closed
-        return True
+def _tag(message: DeliveredMessage) -> int:
+    tag = message.delivery_tag
+    if tag is None:  # only basic.get-empty has none, never a consumer delivery
+        raise ValueError("a delivery without a delivery tag")
+    return tag
+
+
+def _redelivered(message: DeliveredMessage) -> bool:
+    return bool(message.redelivered)
 
 
 def _classic_attempt(headers: dict[str, Any]) -> int:
