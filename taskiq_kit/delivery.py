@@ -52,14 +52,15 @@ class Delivery:
 
     Attributes:
         data: the raw message body.
-        ack: settles the message as done.
+        ack: settles the message as done; it may return ``None`` when it settles without waiting
+            (a transport batching its acknowledgements).
         dead_letter: moves the message to the dead-letter queue with a reason, and settles it.
         attempt: how many times this message has been delivered, this time included.
 
     """
 
     data: bytes
-    ack: Callable[[], Awaitable[None]]
+    ack: Callable[[], Awaitable[None] | None]
     dead_letter: Callable[[str], Awaitable[None]]
     attempt: int = 1
 
@@ -125,7 +126,9 @@ class DeliveryGate:
             now = time.time()
             fields = {"status": drop.record_as, "finished_at": now, "updated_at": now}
             await self._record(message, fields)
-        await delivery.ack()
+        settled = delivery.ack()
+        if settled is not None:
+            await settled
         return None
 
     def _poison_reason(self, message: TaskiqMessage, attempt: int) -> str | None:

@@ -115,6 +115,11 @@ class MemoryResultBackend(KitResultBackend[_R]):
         now = time.time()
         current = self._records.get(task_id) or {"task_id": task_id}
         merged = {**current, **fields}
+        status = merged.get("status")
+        if isinstance(status, TaskStatus):
+            # Plain values only: a dict of strings and numbers is not tracked by the cyclic
+            # garbage collector, which would otherwise walk every stored record again and again.
+            merged["status"] = status.value
         self._records.put(task_id, merged, self.record_ttl(merged.get("due_at"), now))
         status = fields.get("status")
         if status is not None and TaskStatus(status).is_final:

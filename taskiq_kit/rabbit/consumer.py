@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import functools
+import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -64,6 +65,7 @@ class Settler:
         self._flushing = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def stale(self) -> bool:
@@ -74,15 +76,19 @@ class Settler:
         """Track ``tag`` until it is settled."""
         self._unsettled.add(tag)
 
-    async def ack(self, tag: int) -> None:
-        """Acknowledge ``tag`` with the other acks of this loop turn."""
+    def ack(self, tag: int) -> None:
+        """Acknowledge ``tag`` with the other acks of this loop turn (returns at once)."""
         self._done.append(tag)
-        if self._flushing:
-            return  # the flushing task takes it
-        self._flushing = True
-        self._idle.clear()
+        if not self._flushing:
+            self._flushing = True
+            self._idle.clear()
+            # One task per batch: it runs after the other tasks finishing in this turn.
+            task = asyncio.ensure_future(self._flush_all())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _flush_all(self) -> None:
         try:
-            await asyncio.sleep(0)  # the other tasks finishing in this turn join the batch
             while self._done:
                 await self._flush()
         finally:
@@ -309,7 +315,7 @@ class Consumer:
             body=message.body,
             headers=headers,
             queue=str(headers.get(QUEUE_HEADER) or queue),
-            task_name=str(headers.get(TASK_HEADER) or "?"),
+            task_name=str(headers.get(TASK_HEADER) or _task_name_of(message.body)),
             task_id=properties.message_id,
             priority=properties.priority,
         )
@@ -321,7 +327,7 @@ class Consumer:
         if attempt is not None:
             out.headers[ATTEMPT_HEADER] = attempt
         await self.publisher.send(out, self.publisher.due_at_of(out.headers))
-        await settler.ack(_tag(message))
+        settler.ack(_tag(message))
 
     async def _dead_letter(
         self, message: DeliveredMessage, settler: Settler, queue: str, reason: str
@@ -332,7 +338,7 @@ class Consumer:
             logger.exception("Cannot dead-letter a message; it is requeued.")
             await settler.nack(_tag(message))
             return
-        await settler.ack(_tag(message))
+        settler.ack(_tag(message))
 
 
 def _tag(message: DeliveredMessage) -> int:
@@ -340,6 +346,15 @@ def _tag(message: DeliveredMessage) -> int:
     if tag is None:  # only basic.get-empty has none, never a consumer delivery
         raise ValueError("a delivery without a delivery tag")
     return tag
+
+
+def _task_name_of(body: bytes) -> str:
+    """The task name in a taskiq JSON body, for the dead-letter queue's readers; ``?`` if none."""
+    try:
+        name = json.loads(body).get("task_name")
+    except (ValueError, AttributeError):
+        return "?"
+    return name if isinstance(name, str) and name else "?"
 
 
 def _redelivered(message: DeliveredMessage) -> bool:

@@ -117,12 +117,15 @@ class Publisher:
 
         """
         declared = self._ready()
+        # Headers only where they are read: a message sent straight to its queue carries none
+        # of the kit's (encoding a header table is a good part of a publish's CPU).
         headers = dict(out.headers)
-        headers[QUEUE_HEADER] = out.queue
-        headers[TASK_HEADER] = out.task_name
         if due_at is not None:
             headers[DUE_AT_HEADER] = math.ceil(due_at * 1e6)
         delay = 0.0 if due_at is None else due_at - time.time()
+        if delay > 0:
+            headers[QUEUE_HEADER] = out.queue
+            headers[TASK_HEADER] = out.task_name
         exchange, key, mandatory = declared.tasks, out.queue, True
         if delay > 0 and self.plugin and declared.delayed is not None:
             # The plugin does not support mandatory routing: check the queue up front.
@@ -136,7 +139,10 @@ class Publisher:
             level, key = ladder_route(seconds, out.queue, self.topology.levels)
             exchange = declared.levels[level]
         properties = Basic.Properties(
-            headers=headers, delivery_mode=PERSISTENT, priority=out.priority, message_id=out.task_id
+            headers=headers or None,
+            delivery_mode=PERSISTENT,
+            priority=out.priority,
+            message_id=out.task_id,
         )
         await self._publish(
             exchange, out.body, properties, key, mandatory=mandatory, task_name=out.task_name
@@ -148,6 +154,7 @@ class Publisher:
         headers = dict(out.headers)
         headers[REASON_HEADER] = reason
         headers[QUEUE_HEADER] = out.queue
+        headers[TASK_HEADER] = out.task_name
         properties = Basic.Properties(
             headers=headers, delivery_mode=PERSISTENT, message_id=out.task_id
         )
