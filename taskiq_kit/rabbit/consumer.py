@@ -38,6 +38,8 @@ SETTLE_ERRORS: tuple[type[BaseException], ...] = (
     *CONNECTION_ERRORS,
     aio_pika.exceptions.MessageProcessError,
 )
+#: Seconds an acknowledgement may wait for others to go out with it (one ``multiple`` ack).
+ACK_LINGER = 0.005
 #: Seconds a shutdown step may wait for the server.
 CLOSE_TIMEOUT = 5.0
 #: Errors of re-publishing a message (it is requeued instead).
@@ -50,16 +52,21 @@ RESEND_ERRORS: tuple[type[BaseException], ...] = (
 class Settler:
     """Settles the deliveries of one channel; acks are batched with ``multiple=True``.
 
-    Acks requested in one turn of the event loop go out together: one ``basic.ack`` with
-    ``multiple=True`` covers every done tag below the oldest delivery still unsettled (a task
-    still running, a held delay); done tags above it are acked one by one. No ack ever covers a
-    message that is not done. An ack is written one loop turn after the task asked for it, after
-    its result was saved: a crash in between redelivers the message (at-least-once), and the
-    delivery gate drops it as a duplicate of a completed kick.
+    An ack waits up to ``linger`` seconds, or until ``batch`` acks are waiting, and goes out with
+    the others: one ``basic.ack`` with ``multiple=True`` covers every done tag below the oldest
+    delivery still unsettled (a task still running, a held delay); done tags above it are acked
+    one by one. No ack ever covers a message that is not done. Acks are asked for after the
+    result was saved: a crash before they are written redelivers the message (at-least-once),
+    and the delivery gate drops it as a duplicate of a completed kick.
     """
 
-    def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
+    def __init__(
+        self, channel: aiormq.abc.AbstractChannel, *, batch: int = 1, linger: float = ACK_LINGER
+    ) -> None:
         self.channel = channel
+        self.batch = max(1, batch)
+        self.linger = linger
+        self._timer: asyncio.TimerHandle | None = None
         self._unsettled: set[int] = set()
         self._done: list[int] = []
         self._flushing = False
@@ -77,15 +84,26 @@ class Settler:
         self._unsettled.add(tag)
 
     def ack(self, tag: int) -> None:
-        """Acknowledge ``tag`` with the other acks of this loop turn (returns at once)."""
+        """Acknowledge ``tag`` with the acks of the next few milliseconds (returns at once)."""
         self._done.append(tag)
-        if not self._flushing:
-            self._flushing = True
-            self._idle.clear()
-            # One task per batch: it runs after the other tasks finishing in this turn.
-            task = asyncio.ensure_future(self._flush_all())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if self._flushing:
+            return  # the running flush takes it
+        if len(self._done) >= self.batch:
+            self._start_flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.linger, self._start_flush)
+
+    def _start_flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flushing or not self._done:
+            return
+        self._flushing = True
+        self._idle.clear()
+        task = asyncio.ensure_future(self._flush_all())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _flush_all(self) -> None:
         try:
@@ -97,6 +115,9 @@ class Settler:
 
     async def drain(self) -> None:
         """Write every waiting ack (before the channel closes)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         await self._idle.wait()
         while self._done:
             await self._flush()
@@ -198,7 +219,8 @@ class Consumer:
     async def _consume(self, channel: AbstractChannel) -> None:
         """Start a consumer per task queue on the current underlying channel of ``channel``."""
         underlay = await channel.get_underlay_channel()
-        settler = Settler(underlay)
+        # A batch of half the prefetch goes out at once, so waiting acks never starve delivery.
+        settler = Settler(underlay, batch=self.prefetch_count // 2)
         self._settler, self._tags = settler, []
         for queue in self._queues:
 
