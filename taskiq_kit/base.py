@@ -54,7 +54,8 @@ class KitBroker(AsyncBroker):
         self.formatter = HandoffFormatter(self)
         self.gate = DeliveryGate(self, max_attempts=max_delivery_attempts)
         self.aborts = AbortMiddleware(abort_signal, poll_interval=abort_poll_interval)
-        self.add_middlewares(TimingMiddleware(), StatusMiddleware(), self.aborts)
+        status = StatusMiddleware(on_saved=self.gate.result_saved)
+        self.add_middlewares(TimingMiddleware(), status, self.aborts)
 
     def _register_task(self, task_name: str, task: AsyncTaskiqDecoratedTask[Any, Any]) -> None:
         # Wrap the function so an abort stops the task's own code, not taskiq's callback.

@@ -7,6 +7,7 @@ many times (a task that keeps killing workers), and drops expired and aborted ta
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -56,6 +57,11 @@ class Delivery:
             (a transport batching its acknowledgements).
         dead_letter: moves the message to the dead-letter queue with a reason, and settles it.
         attempt: how many times this message has been delivered, this time included.
+        ack_later: settles the message as done, possibly a few milliseconds later, batched with
+            others (``None``: the transport has no such thing). Used only for acks asked for
+            after the task's result was saved; an ack asked for earlier (``ack_type``
+            ``when_received`` / ``when_executed``) must not be delayed, since a crash in
+            between would run the task again.
 
     """
 
@@ -63,6 +69,7 @@ class Delivery:
     ack: Callable[[], Awaitable[None] | None]
     dead_letter: Callable[[str], Awaitable[None]]
     attempt: int = 1
+    ack_later: Callable[[], Awaitable[None] | None] | None = None
 
 
 class _Drop(NamedTuple):
@@ -101,9 +108,28 @@ class HandoffFormatter(ProxyFormatter):
 class DeliveryGate:
     """Admits deliveries to the Receiver, dead-lettering or dropping the ones that must not run."""
 
+    #: Task ids remembered as "result saved" at most; beyond, the memory is cleared (acks of
+    #: forgotten ids are then written at once: the safe side).
+    _MAX_SAVED = 10_000
+
     def __init__(self, broker: KitBroker, *, max_attempts: int) -> None:
         self.broker = broker
         self.max_attempts = max_attempts
+        self._saved: set[str] = set()
+
+    def result_saved(self, task_id: str) -> None:
+        """Note that the result of the admitted run of ``task_id`` is saved (its ack may wait)."""
+        if len(self._saved) >= self._MAX_SAVED:
+            self._saved.clear()
+        self._saved.add(task_id)
+
+    def _settle(self, delivery: Delivery, task_id: str) -> Awaitable[None] | None:
+        """The Receiver's ack: batched when the result is saved, else written at once."""
+        saved = self._saved
+        if delivery.ack_later is not None and task_id in saved:
+            saved.discard(task_id)
+            return delivery.ack_later()
+        return delivery.ack()
 
     async def admit(self, delivery: Delivery) -> AckableMessage | None:
         """Return the message for the Receiver, or ``None`` when it was settled here."""
@@ -121,7 +147,11 @@ class DeliveryGate:
             formatter = self.broker.formatter
             if isinstance(formatter, HandoffFormatter):
                 formatter.hand_off(delivery.data, message)
-            return AckableMessage(data=delivery.data, ack=delivery.ack)
+            if delivery.ack_later is None:
+                return AckableMessage(data=delivery.data, ack=delivery.ack)
+            self._saved.discard(message.task_id)  # only a save after this admission counts
+            ack = functools.partial(self._settle, delivery, message.task_id)
+            return AckableMessage(data=delivery.data, ack=ack)
         if drop.record_as is not None:
             now = time.time()
             fields = {"status": drop.record_as, "finished_at": now, "updated_at": now}

@@ -122,6 +122,12 @@ class Settler:
         while self._done:
             await self._flush()
 
+    async def ack_now(self, tag: int) -> None:
+        """Acknowledge ``tag`` at once, waiting until the frame is written."""
+        # Still unsettled until its frame is queued: no multiple ack may cover it before.
+        await _settle(functools.partial(self.channel.basic_ack, tag))
+        self._unsettled.discard(tag)
+
     async def nack(self, tag: int, *, requeue: bool = True) -> None:
         """Reject ``tag``, back to its queue by default."""
         # Still unsettled until its frame is queued: no multiple ack may cover it before.
@@ -295,7 +301,8 @@ class Consumer:
             return
         delivery = Delivery(
             data=message.body,
-            ack=functools.partial(settler.ack, tag),
+            ack=functools.partial(settler.ack_now, tag),
+            ack_later=functools.partial(settler.ack, tag),
             dead_letter=functools.partial(self._dead_letter, message, settler, queue),
             attempt=self._attempt(headers),
         )
@@ -349,7 +356,7 @@ class Consumer:
         if attempt is not None:
             out.headers[ATTEMPT_HEADER] = attempt
         await self.publisher.send(out, self.publisher.due_at_of(out.headers))
-        settler.ack(_tag(message))
+        await settler.ack_now(_tag(message))
 
     async def _dead_letter(
         self, message: DeliveredMessage, settler: Settler, queue: str, reason: str
@@ -360,7 +367,7 @@ class Consumer:
             logger.exception("Cannot dead-letter a message; it is requeued.")
             await settler.nack(_tag(message))
             return
-        settler.ack(_tag(message))
+        await settler.ack_now(_tag(message))
 
 
 def _tag(message: DeliveredMessage) -> int:

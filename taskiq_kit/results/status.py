@@ -7,6 +7,7 @@ import os
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -136,9 +137,10 @@ class StatusMiddleware(TaskiqMiddleware):
     abort machinery). Records are kept ``result_ttl`` seconds past the task's due time.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, on_saved: Callable[[str], None] | None = None) -> None:
         super().__init__()
         self.worker = worker_identity()
+        self.on_saved = on_saved
         self._backend: KitResultBackend[Any] | None = None
 
     @property
@@ -188,6 +190,8 @@ class StatusMiddleware(TaskiqMiddleware):
             if error is not None:
                 fields["error"] = ErrorInfo.from_exception(error)
         await self.backend.write_status(message.task_id, fields)
+        if self.on_saved is not None:
+            self.on_saved(message.task_id)
 
     async def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
         """Close the record of a task that stores no result (``NoResultError``) and is not retried."""
