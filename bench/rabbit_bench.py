@@ -176,7 +176,8 @@ class OpenGate(DeliveryGate):
     """Admits everything unchecked (diagnostic runs only)."""
 
     async def admit(self, delivery: Delivery) -> AckableMessage | None:
-        return AckableMessage(data=delivery.data, ack=delivery.ack)
+        # No status middleware tells it the result is saved: take the batched ack when there is one.
+        return AckableMessage(data=delivery.data, ack=delivery.ack_later or delivery.ack)
 
 
 async def kit_throughput(count: int, concurrency: int, prefetch: int, *, bare: bool = False) -> Run:

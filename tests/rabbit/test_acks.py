@@ -47,12 +47,22 @@ async def _consume_and_settle(
         await asyncio.sleep(0.2)  # let the frames reach the server before the channel closes
 
 
-async def _left_in(channel: aio_pika.abc.AbstractChannel, queue: str) -> set[int]:
-    declared = await channel.declare_queue(queue, durable=True)
-    left: set[int] = set()
-    while (message := await declared.get(no_ack=True, fail=False)) is not None:
-        left.add(int(message.body))
-    return left
+async def _left_after(
+    queue: str, count: int, settle: Callable[[Settler, list[DeliveredMessage]], object]
+) -> set[int]:
+    """Fill ``queue`` with ``count`` messages, settle them with ``settle``; return what is left."""
+    async with await aio_pika.connect(AMQP_URL) as connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, durable=True)
+        try:
+            await _fill(channel, queue, count)
+            await _consume_and_settle(queue, count, settle)
+            left: set[int] = set()
+            while (message := await declared.get(no_ack=True, fail=False)) is not None:
+                left.add(int(message.body))
+            return left
+        finally:
+            await channel.queue_delete(queue)
 
 
 async def test_out_of_order_acks_never_cover_unfinished_deliveries(
@@ -77,17 +87,9 @@ async def test_out_of_order_acks_never_cover_unfinished_deliveries(
             if rng.random() < 0.3:
                 await asyncio.sleep(0)  # some acks in later loop turns
 
-    async with await aio_pika.connect(AMQP_URL) as connection:
-        channel = await connection.channel()
-        await channel.declare_queue(queue, durable=True)
-        try:
-            await _fill(channel, queue, count)
-            await _consume_and_settle(queue, count, settle)
-            # Exactly the unfinished deliveries went back to the queue: no ack covered them, and
-            # every finished one was acknowledged.
-            assert await _left_in(channel, queue) == unfinished
-        finally:
-            await channel.queue_delete(queue)
+    # Exactly the unfinished deliveries went back to the queue: no ack covered them, and every
+    # finished one was acknowledged.
+    assert await _left_after(queue, count, settle) == unfinished
 
 
 async def test_acks_batch_into_few_frames(unique_name: Callable[[str], str]) -> None:
@@ -109,13 +111,5 @@ async def test_acks_batch_into_few_frames(unique_name: Callable[[str], str]) -> 
             assert message.delivery_tag is not None
             settler.ack(message.delivery_tag)
 
-    async with await aio_pika.connect(AMQP_URL) as connection:
-        channel = await connection.channel()
-        await channel.declare_queue(queue, durable=True)
-        try:
-            await _fill(channel, queue, count)
-            await _consume_and_settle(queue, count, settle)
-            assert frames == 1
-            assert await _left_in(channel, queue) == set()
-        finally:
-            await channel.queue_delete(queue)
+    assert await _left_after(queue, count, settle) == set()
+    assert frames == 1
