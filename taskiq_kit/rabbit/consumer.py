@@ -7,16 +7,14 @@ whole seconds only), counts deliveries, and settles messages (ack, dead-letter, 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import functools
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aio_pika
-import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
 
@@ -29,17 +27,11 @@ from taskiq_kit.rabbit.publisher import (
     Outgoing,
     Publisher,
 )
+from taskiq_kit.rabbit.settle import Settler, settle
 from taskiq_kit.rabbit.topology import QueueType, Topology
 
 logger = logging.getLogger("taskiq_kit.rabbit")
 
-#: Errors of settling a message whose channel has gone (it will be redelivered).
-SETTLE_ERRORS: tuple[type[BaseException], ...] = (
-    *CONNECTION_ERRORS,
-    aio_pika.exceptions.MessageProcessError,
-)
-#: Seconds an acknowledgement may wait for others to go out with it (one ``multiple`` ack).
-ACK_LINGER = 0.005
 #: Seconds a shutdown step may wait for the server.
 CLOSE_TIMEOUT = 5.0
 #: Errors of re-publishing a message (it is requeued instead).
@@ -47,108 +39,6 @@ RESEND_ERRORS: tuple[type[BaseException], ...] = (
     *CONNECTION_ERRORS,
     aio_pika.exceptions.DeliveryError,
 )
-
-
-class Settler:
-    """Settles the deliveries of one channel; acks are batched with ``multiple=True``.
-
-    An ack waits up to ``linger`` seconds, or until ``batch`` acks are waiting, and goes out with
-    the others: one ``basic.ack`` with ``multiple=True`` covers every done tag below the oldest
-    delivery still unsettled (a task still running, a held delay); done tags above it are acked
-    one by one. No ack ever covers a message that is not done. Acks are asked for after the
-    result was saved: a crash before they are written redelivers the message (at-least-once),
-    and the delivery gate drops it as a duplicate of a completed kick.
-    """
-
-    def __init__(
-        self, channel: aiormq.abc.AbstractChannel, *, batch: int = 1, linger: float = ACK_LINGER
-    ) -> None:
-        self.channel = channel
-        self.batch = max(1, batch)
-        self.linger = linger
-        self._timer: asyncio.TimerHandle | None = None
-        self._unsettled: set[int] = set()
-        self._done: list[int] = []
-        self._flushing = False
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def stale(self) -> bool:
-        """Whether the channel has closed (its deliveries will be redelivered elsewhere)."""
-        return self.channel.is_closed
-
-    def delivered(self, tag: int) -> None:
-        """Track ``tag`` until it is settled."""
-        self._unsettled.add(tag)
-
-    def ack(self, tag: int) -> None:
-        """Acknowledge ``tag`` with the acks of the next few milliseconds (returns at once)."""
-        self._done.append(tag)
-        if self._flushing:
-            return  # the running flush takes it
-        if len(self._done) >= self.batch:
-            self._start_flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.linger, self._start_flush)
-
-    def _start_flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._flushing or not self._done:
-            return
-        self._flushing = True
-        self._idle.clear()
-        task = asyncio.ensure_future(self._flush_all())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _flush_all(self) -> None:
-        try:
-            while self._done:
-                await self._flush()
-        finally:
-            self._flushing = False
-            self._idle.set()
-
-    async def drain(self) -> None:
-        """Write every waiting ack (before the channel closes)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        await self._idle.wait()
-        while self._done:
-            await self._flush()
-
-    async def ack_now(self, tag: int) -> None:
-        """Acknowledge ``tag`` at once, waiting until the frame is written."""
-        # Still unsettled until its frame is queued: no multiple ack may cover it before.
-        await _settle(functools.partial(self.channel.basic_ack, tag))
-        self._unsettled.discard(tag)
-
-    async def nack(self, tag: int, *, requeue: bool = True) -> None:
-        """Reject ``tag``, back to its queue by default."""
-        # Still unsettled until its frame is queued: no multiple ack may cover it before.
-        await _settle(functools.partial(self.channel.basic_nack, tag, requeue=requeue, wait=False))
-        self._unsettled.discard(tag)
-
-    async def _flush(self) -> None:
-        # One flusher at a time (``_flushing``), so acks go out in the order decided here.
-        done, self._done = self._done, []
-        unsettled = self._unsettled
-        unsettled.difference_update(done)
-        done.sort()
-        cut = bisect.bisect_left(done, min(unsettled)) if unsettled else len(done)
-        channel = self.channel
-        try:
-            if cut:
-                await channel.basic_ack(done[cut - 1], multiple=cut > 1, wait=False)
-            for tag in done[cut:]:
-                await channel.basic_ack(tag, wait=False)
-        except SETTLE_ERRORS as exc:
-            logger.warning("Cannot acknowledge messages (%s); RabbitMQ will redeliver them.", exc)
 
 
 class Consumer:
@@ -257,7 +147,7 @@ class Consumer:
             for tag in tags:
                 # Bounded: the server may be gone.
                 cancel = settler.channel.basic_cancel(tag)
-                await _settle(functools.partial(asyncio.wait_for, cancel, CLOSE_TIMEOUT))
+                await settle(functools.partial(asyncio.wait_for, cancel, CLOSE_TIMEOUT))
         returned = list(self._held.values())
         for handle in self._held:
             handle.cancel()
@@ -278,14 +168,14 @@ class Consumer:
             await self._settler.drain()
         channel, self._channel = self._channel, None
         if channel is not None and not channel.is_closed and self.connection.is_open:
-            await _settle(functools.partial(asyncio.wait_for, channel.close(), CLOSE_TIMEOUT))
+            await settle(functools.partial(asyncio.wait_for, channel.close(), CLOSE_TIMEOUT))
 
     async def _on_message(self, queue: str, settler: Settler, message: DeliveredMessage) -> None:
         tag = _tag(message)
         settler.delivered(tag)
         headers = message.header.properties.headers or {}
         try:
-            if self.topology.queue_type is QueueType.CLASSIC and _redelivered(message):
+            if self.topology.queue_type is QueueType.CLASSIC and bool(message.redelivered):
                 # Classic queues count nothing: resend with the count raised, then ack.
                 attempt = _classic_attempt(headers) + 1
                 await self._resend(message, settler, queue, attempt=attempt)
@@ -386,18 +276,6 @@ def _task_name_of(body: bytes) -> str:
     return name if isinstance(name, str) and name else "?"
 
 
-def _redelivered(message: DeliveredMessage) -> bool:
-    return bool(message.redelivered)
-
-
 def _classic_attempt(headers: dict[str, Any]) -> int:
     attempt = headers.get(ATTEMPT_HEADER)
     return attempt if isinstance(attempt, int) and attempt > 0 else 1
-
-
-async def _settle(settle: Callable[[], Awaitable[Any]]) -> None:
-    """Ack or nack; a lost channel means the message will be redelivered anyway."""
-    try:
-        await settle()
-    except SETTLE_ERRORS as exc:
-        logger.warning("Cannot settle a message (%s); RabbitMQ will redeliver it.", exc)

@@ -11,7 +11,7 @@ import aio_pika
 import pytest
 from aiormq.abc import DeliveredMessage
 
-from taskiq_kit.rabbit.consumer import Settler
+from taskiq_kit.rabbit.settle import Settler
 from tests.rabbit.harness import AMQP_URL, wait_until
 
 pytestmark = [pytest.mark.rabbit, pytest.mark.usefixtures("amqp_url")]
