@@ -72,6 +72,9 @@ class Timing:
         return self.expires_at is not None and now >= self.expires_at
 
 
+_NO_TIMING = Timing()
+
+
 def _fail(label: str, value: object, reason: str) -> InvalidDelayError:
     return InvalidDelayError(label=label, value=value, reason=reason)
 
@@ -205,6 +208,8 @@ def read_timing(labels: dict[str, Any]) -> Timing:
 
     Works on wire labels (strings) and parsed labels alike; an unreadable value counts as absent.
     """
+    if DUE_AT not in labels and EXPIRES_AT not in labels:
+        return _NO_TIMING
     return Timing(
         due_at=label_float(labels.get(DUE_AT)), expires_at=label_float(labels.get(EXPIRES_AT))
     )
@@ -212,6 +217,8 @@ def read_timing(labels: dict[str, Any]) -> Timing:
 
 def label_float(value: object) -> float | None:
     """Read a float label value (wire string or number); ``None`` when absent or unreadable."""
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
     try:

@@ -9,7 +9,6 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
 logger = logging.getLogger("taskiq_kit.abort")
@@ -22,25 +21,64 @@ class ThreadInterrupt(BaseException):
     """Raised asynchronously inside the thread of an aborted, interruptible sync task."""
 
 
-@dataclass(eq=False)
-class RunContext:
-    """One execution of a task in this process: what an abort needs to stop it."""
+#: Guards each run's thread id and wake-up event against an abort from the event loop's thread.
+#: One lock for all runs: it is held for a few instructions, and creating a lock per run costs
+#: more than the rare contention.
+_GUARD = threading.Lock()
 
-    task_id: str
-    interruptible: bool = False
-    aborted: threading.Event = field(default_factory=threading.Event)
-    child: asyncio.Task[Any] | None = None
-    thread_id: int | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
+
+class RunContext:
+    """One execution of a task in this process: what an abort needs to stop it.
+
+    Attributes:
+        aborted: whether an abort reached this execution.
+        target: the asyncio task to cancel while the task's coroutine runs in it (a child task
+            on Python 3.10, else the task running it).
+        thread_id: the thread running the task's sync function, while it runs.
+
+    """
+
+    __slots__ = ("_event", "aborted", "interruptible", "target", "task_id", "thread_id")
+
+    def __init__(self, task_id: str, *, interruptible: bool = False) -> None:
+        self.task_id = task_id
+        self.interruptible = interruptible
+        self.aborted = False
+        self.target: asyncio.Task[Any] | None = None
+        self.thread_id: int | None = None
+        self._event: threading.Event | None = None  # made only for a sync task that waits
 
     def abort(self) -> None:
         """Stop this execution: cancel its coroutine, or interrupt its thread if it opted in."""
-        self.aborted.set()
-        if self.child is not None and not self.child.done():
-            self.child.cancel()
-        with self.lock:
+        with _GUARD:
+            self.aborted = True
+            if self._event is not None:
+                self._event.set()
             if self.thread_id is not None and self.interruptible:
                 _interrupt(self.thread_id)
+        target = self.target
+        if target is not None and not target.done():
+            target.cancel()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block the calling thread until aborted or ``timeout`` seconds pass; True if aborted."""
+        with _GUARD:
+            if self.aborted:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
+
+    def enter_thread(self) -> None:
+        """Note that the calling thread now runs this execution's sync function."""
+        with _GUARD:
+            self.thread_id = threading.get_ident()
+
+    def leave_thread(self) -> None:
+        """Note that this execution's sync function has returned (or raised)."""
+        with _GUARD:
+            self.thread_id = None
 
 
 def _interrupt(thread_id: int) -> None:
@@ -72,8 +110,8 @@ class RunningTasks:
     def begin(self, task_id: str, *, interruptible: bool) -> RunContext:
         """Register an execution of ``task_id`` about to start."""
         run = RunContext(task_id=task_id, interruptible=interruptible)
-        if self.was_aborted(task_id):
-            run.aborted.set()
+        if self._recent and self.was_aborted(task_id):
+            run.aborted = True
         self._running[task_id] = run
         return run
 

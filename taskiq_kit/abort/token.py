@@ -27,13 +27,13 @@ class AbortToken:
     @property
     def aborted(self) -> bool:
         """Whether this task has been aborted."""
-        return self._run is not None and self._run.aborted.is_set()
+        return self._run is not None and self._run.aborted
 
     def raise_if_aborted(self) -> None:
         """Raise :class:`~taskiq_kit.exceptions.TaskAbortedError` if this task has been aborted."""
-        if self._run is not None and self._run.aborted.is_set():
+        if self._run is not None and self._run.aborted:
             raise TaskAbortedError(task_id=self._run.task_id)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block (in a sync task) until aborted or ``timeout`` seconds pass; True if aborted."""
-        return self._run is not None and self._run.aborted.wait(timeout)
+        return self._run is not None and self._run.wait(timeout)

@@ -1,10 +1,11 @@
 """Wrapping task functions so an abort stops the task's own code and nothing else.
 
 taskiq awaits a task's coroutine inside the callback that also saves its result and acknowledges
-its message. Cancelling that callback would lose both. The kit wraps each task function at
-registration instead: the coroutine runs as a child task that an abort cancels, and the wrapper
-turns that cancellation into :class:`~taskiq_kit.exceptions.TaskAbortedError`, a normal task error
-that taskiq stores as the result before it acknowledges the message.
+its message. Cancelling that callback outright would lose both. The kit wraps each task function
+at registration instead: an abort cancels the task while it awaits the function's coroutine (on
+Python 3.10, a child task running it), and the wrapper takes that cancellation back and raises
+:class:`~taskiq_kit.exceptions.TaskAbortedError`, a normal task error that taskiq stores as the
+result before it acknowledges the message.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import asyncio
 import functools
 import inspect
 import sys
-import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from taskiq_kit.abort.running import CURRENT, RunContext, ThreadInterrupt
@@ -49,20 +49,52 @@ def _wrap_async(func: Callable[..., Any]) -> Callable[..., Any]:
         run_ctx = CURRENT.get()
         if run_ctx is None:
             return await func(*args, **kwargs)
-        if run_ctx.aborted.is_set():
+        if run_ctx.aborted:
             raise TaskAbortedError(task_id=run_ctx.task_id)
-        child = asyncio.ensure_future(func(*args, **kwargs))
-        run_ctx.child = child
+        return await _run_abortable(run_ctx, func(*args, **kwargs))
+
+    return run
+
+
+if sys.version_info >= (3, 11):
+
+    async def _run_abortable(run_ctx: RunContext, coro: Awaitable[Any]) -> Any:
+        """Await ``coro`` in the current task; an abort cancels this task while it does.
+
+        The abort's cancellation is told from any other (a timeout, a shutdown) by the task's
+        count of pending cancellations: once the abort's is taken back, any left is another's.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        run_ctx.target = task
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if run_ctx.aborted:
+                run_ctx.target = None
+                if task.uncancel() == 0:
+                    raise TaskAbortedError(task_id=run_ctx.task_id) from None
+            raise
+        finally:
+            if run_ctx.target is task:
+                run_ctx.target = None
+                if run_ctx.aborted:  # the coroutine swallowed the abort's cancellation
+                    task.uncancel()
+
+else:
+
+    async def _run_abortable(run_ctx: RunContext, coro: Awaitable[Any]) -> Any:
+        """Await ``coro`` as a child task that an abort cancels (no ``Task.uncancel`` here)."""
+        child = asyncio.ensure_future(coro)
+        run_ctx.target = child
         try:
             return await child
         except asyncio.CancelledError:
-            if run_ctx.aborted.is_set() and not _being_cancelled():
+            if run_ctx.aborted and not _being_cancelled():
                 raise TaskAbortedError(task_id=run_ctx.task_id) from None
             raise
         finally:
-            run_ctx.child = None
-
-    return run
+            run_ctx.target = None
 
 
 def _being_cancelled() -> bool:
@@ -87,15 +119,13 @@ def _run_in_thread(
     run_ctx: RunContext, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     try:
-        if run_ctx.aborted.is_set():
+        if run_ctx.aborted:
             raise TaskAbortedError(task_id=run_ctx.task_id)
-        with run_ctx.lock:
-            run_ctx.thread_id = threading.get_ident()
+        run_ctx.enter_thread()
         try:
             return func(*args, **kwargs)
         finally:
-            with run_ctx.lock:
-                run_ctx.thread_id = None
+            run_ctx.leave_thread()
     except ThreadInterrupt:
         run_ctx.thread_id = None
         raise TaskAbortedError(task_id=run_ctx.task_id) from None

@@ -13,7 +13,7 @@ from taskiq.result import TaskiqResult
 from taskiq_kit.results.backend import ChangeWaiter, KitResultBackend
 from taskiq_kit.results.codec import ResultCodec, Serializer, encode_result, make_codec
 from taskiq_kit.results.progress import ProgressReport
-from taskiq_kit.results.status import TaskRecord, TaskStatus
+from taskiq_kit.results.status import TaskRecord, TaskStatus, is_final_value
 from taskiq_kit.results.watch import WatchHub
 from taskiq_kit.settings import DAY
 
@@ -39,10 +39,15 @@ class _ExpiringDict(Generic[_V]):
         return value
 
     def put(self, key: str, value: _V, ttl: float | None) -> None:
-        self._items.pop(key, None)
-        while len(self._items) >= self.max_entries:
-            self._items.popitem(last=False)
-        self._items[key] = (value, None if ttl is None else time.monotonic() + ttl)
+        items = self._items
+        entry = (value, None if ttl is None else time.monotonic() + ttl)
+        if key in items:
+            items[key] = entry
+            items.move_to_end(key)
+            return
+        while len(items) >= self.max_entries:
+            items.popitem(last=False)
+        items[key] = entry
 
 
 class MemoryResultBackend(KitResultBackend[_R]):
@@ -112,17 +117,16 @@ class MemoryResultBackend(KitResultBackend[_R]):
 
     async def write_status(self, task_id: str, fields: dict[str, Any]) -> None:
         """Merge ``fields`` into the record of ``task_id``."""
-        now = time.time()
-        current = self._records.get(task_id) or {"task_id": task_id}
-        merged = {**current, **fields}
-        status = merged.get("status")
+        current = self._records.get(task_id)
+        merged: dict[str, Any] = {"task_id": task_id} if current is None else current.copy()
+        merged.update(fields)
+        status = fields.get("status")
         if isinstance(status, TaskStatus):
             # Plain values only: a dict of strings and numbers is not tracked by the cyclic
             # garbage collector, which would otherwise walk every stored record again and again.
             merged["status"] = status.value
-        self._records.put(task_id, merged, self.record_ttl(merged.get("due_at"), now))
-        status = fields.get("status")
-        if status is not None and TaskStatus(status).is_final:
+        self._records.put(task_id, merged, self.record_ttl(merged.get("due_at"), time.time()))
+        if is_final_value(status):
             self._hub.notify(task_id)
 
     async def get_record(self, task_id: str) -> TaskRecord | None:

@@ -46,6 +46,14 @@ class TaskStatus(str, enum.Enum):
 
 
 _FINAL = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.ABORTED, TaskStatus.EXPIRED})
+_FINAL_VALUES = frozenset(status.value for status in _FINAL)
+
+
+def is_final_value(status: TaskStatus | str | None) -> bool:
+    """Whether ``status`` (a member, or its stored string) is final; cheaper than a lookup."""
+    if isinstance(status, TaskStatus):
+        status = status.value
+    return status in _FINAL_VALUES
 
 
 class ErrorInfo(BaseModel):

@@ -156,3 +156,58 @@ async def test_retry_middleware_does_not_resurrect_an_aborted_task(harness: Brok
     await asyncio.sleep(1.5)
     assert len(runs) == 1
     assert await get_status(harness.broker, task.task_id) is TaskStatus.ABORTED
+
+
+async def test_abort_and_timeout_are_told_apart(harness: BrokerHarness) -> None:
+    """An abort under a ``timeout`` label is an abort; a timeout with no abort stays a timeout."""
+    started = asyncio.Event()
+
+    @harness.broker.task(task_name=f"bounded-{uuid.uuid4().hex}")
+    async def bounded() -> str:
+        started.set()
+        await asyncio.sleep(30)
+        return "finished"
+
+    aborted = await bounded.kicker().with_labels(timeout=60).kiq()
+    await asyncio.wait_for(started.wait(), 10)
+    await wait_for_status(harness, aborted.task_id, TaskStatus.STARTED)
+    assert await abort_task(harness.broker, aborted.task_id) is AbortOutcome.ABORTED_WHILE_RUNNING
+    result = await aborted.wait_result(timeout=10)
+    assert "aborted" in str(result.error)
+    assert await get_status(harness.broker, aborted.task_id) is TaskStatus.ABORTED
+
+    timed_out = await bounded.kicker().with_labels(timeout=0.3).kiq()
+    result = await timed_out.wait_result(timeout=10)
+    assert result.is_err
+    assert getattr(result.error, "error_type", None) == "TimeoutError", result.error
+    await wait_for_status(harness, timed_out.task_id, TaskStatus.FAILURE)
+    record = await get_task_record(harness.broker, timed_out.task_id)
+    assert record.abort_requested_at is None
+
+
+async def test_task_that_ignores_an_abort_keeps_running_normally(harness: BrokerHarness) -> None:
+    """A coroutine may catch the abort's cancellation; what it awaits next is not cancelled."""
+    started = asyncio.Event()
+    steps: list[str] = []
+
+    @harness.broker.task(task_name=f"stubborn-{uuid.uuid4().hex}")
+    async def stubborn() -> str:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            steps.append("caught")
+        await asyncio.sleep(0.05)  # not cancelled again
+        try:
+            await asyncio.wait_for(asyncio.sleep(5), 0.05)
+        except asyncio.TimeoutError:  # a timeout inside still reads as a timeout
+            steps.append("timed out")
+        return "kept going"
+
+    task = await stubborn.kiq()
+    await asyncio.wait_for(started.wait(), 10)
+    await wait_for_status(harness, task.task_id, TaskStatus.STARTED)
+    await abort_task(harness.broker, task.task_id)
+    result = await task.wait_result(timeout=10)
+    assert result.return_value == "kept going"
+    assert steps == ["caught", "timed out"]
