@@ -18,6 +18,7 @@ from taskiq_kit.abort.signal import AbortSignal
 from taskiq_kit.abort.wrap import abortable
 from taskiq_kit.delivery import Delivery, DeliveryGate, HandoffFormatter
 from taskiq_kit.labels import RETRIES, Timing, TimingMiddleware, read_timing
+from taskiq_kit.middleware import KitMiddleware
 from taskiq_kit.results.backend import KitResultBackend
 from taskiq_kit.results.status import StatusMiddleware, TaskStatus
 
@@ -55,7 +56,7 @@ class KitBroker(AsyncBroker):
         self.gate = DeliveryGate(self, max_attempts=max_delivery_attempts)
         self.aborts = AbortMiddleware(abort_signal, poll_interval=abort_poll_interval)
         status = StatusMiddleware(on_saved=self.gate.result_saved)
-        self.add_middlewares(TimingMiddleware(), status, self.aborts)
+        self.add_middlewares(KitMiddleware(TimingMiddleware(), status, self.aborts))
 
     def _register_task(self, task_name: str, task: AsyncTaskiqDecoratedTask[Any, Any]) -> None:
         # Wrap the function so an abort stops the task's own code, not taskiq's callback.

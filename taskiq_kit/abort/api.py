@@ -39,6 +39,9 @@ def abort_middleware(broker: AsyncBroker) -> AbortMiddleware:
     Raises:
         NotAKitBrokerError: when the broker was not built by the kit.
     """
+    aborts = getattr(broker, "aborts", None)  # a KitBroker's, inside its KitMiddleware
+    if isinstance(aborts, AbortMiddleware):
+        return aborts
     for middleware in broker.middlewares:
         if isinstance(middleware, AbortMiddleware):
             return middleware

@@ -7,7 +7,7 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -201,13 +201,22 @@ class StatusMiddleware(TaskiqMiddleware):
         if self.on_saved is not None:
             self.on_saved(message.task_id)
 
-    async def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
-        """Close the record of a task that stores no result (``NoResultError``) and is not retried."""
+    def post_execute(
+        self, message: TaskiqMessage, result: TaskiqResult[Any]
+    ) -> Coroutine[Any, Any, None] | None:
+        """Close the record of a task that stores no result (``NoResultError``) and is not retried.
+
+        Synchronous for every other task: taskiq then awaits nothing.
+        """
         if isinstance(result.error, NoResultError):
-            record = await self.backend.get_record(message.task_id)
-            if record is not None and record.status is TaskStatus.STARTED:
-                now = time.time()
-                await self.backend.write_status(
-                    message.task_id,
-                    {"status": TaskStatus.SUCCESS, "finished_at": now, "updated_at": now},
-                )
+            return self._close_without_result(message)
+        return None
+
+    async def _close_without_result(self, message: TaskiqMessage) -> None:
+        record = await self.backend.get_record(message.task_id)
+        if record is not None and record.status is TaskStatus.STARTED:
+            now = time.time()
+            await self.backend.write_status(
+                message.task_id,
+                {"status": TaskStatus.SUCCESS, "finished_at": now, "updated_at": now},
+            )
