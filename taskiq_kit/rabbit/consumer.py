@@ -15,8 +15,10 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
 
 from taskiq_kit.delivery import Delivery
 from taskiq_kit.rabbit.connection import CONNECTION_ERRORS, RabbitConnection
@@ -34,6 +36,11 @@ logger = logging.getLogger("taskiq_kit.rabbit")
 
 #: Seconds a shutdown step may wait for the server.
 CLOSE_TIMEOUT = 5.0
+#: Errors of consuming a queue again after RabbitMQ cancelled its consumer (retried).
+RECONSUME_ERRORS: tuple[type[BaseException], ...] = (
+    *CONNECTION_ERRORS,
+    aiormq.exceptions.AMQPError,
+)
 #: Errors of re-publishing a message (it is requeued instead).
 RESEND_ERRORS: tuple[type[BaseException], ...] = (
     *CONNECTION_ERRORS,
@@ -75,8 +82,9 @@ class Consumer:
         self._channel: AbstractRobustChannel | None = None
         self._queues: list[str] = []
         self._settler: Settler | None = None
-        self._tags: list[str] = []
+        self._tags: dict[str, str] = {}  # consumer tag -> queue, on the current underlying channel
         self._consuming = False
+        self._recovering: set[asyncio.Task[None]] = set()
         self._ready: asyncio.Queue[tuple[DeliveredMessage, Settler, Delivery]] = asyncio.Queue()
         self._held: dict[asyncio.TimerHandle, tuple[DeliveredMessage, Settler]] = {}
 
@@ -117,15 +125,56 @@ class Consumer:
         underlay = await channel.get_underlay_channel()
         # A batch of half the prefetch goes out at once, so waiting acks never starve delivery.
         settler = Settler(underlay, batch=self.prefetch_count // 2)
-        self._settler, self._tags = settler, []
+        self._settler, self._tags = settler, {}
+        underlay.on_consumer_cancel_callbacks.add(self._on_cancelled)
         for queue in self._queues:
+            await self._consume_queue(underlay, settler, queue)
 
-            async def on_message(message: DeliveredMessage, queue: str = queue) -> None:
-                await self._on_message(queue, settler, message)
+    async def _consume_queue(
+        self, underlay: aiormq.abc.AbstractChannel, settler: Settler, queue: str
+    ) -> None:
+        async def on_message(message: DeliveredMessage) -> None:
+            await self._on_message(queue, settler, message)
 
-            ok = await underlay.basic_consume(queue, on_message)
-            if ok.consumer_tag is not None:
-                self._tags.append(ok.consumer_tag)
+        ok = await underlay.basic_consume(queue, on_message)
+        if ok.consumer_tag is not None:
+            self._tags[ok.consumer_tag] = queue
+
+    def _on_cancelled(self, frame: Basic.Cancel) -> None:
+        """RabbitMQ cancelled a consumer (its queue was deleted, say): consume that queue again."""
+        queue = self._tags.pop(frame.consumer_tag or "", None)
+        if queue is None or not self._consuming:
+            return
+        logger.warning(
+            "RabbitMQ cancelled the consumer of %s; declaring and consuming it again.", queue
+        )
+        task = asyncio.create_task(self._consume_again(queue))
+        self._recovering.add(task)
+        task.add_done_callback(self._recovering.discard)
+
+    async def _consume_again(self, queue: str) -> None:
+        """Declare ``queue`` again (it may have been deleted) and consume it, retrying until done.
+
+        The declarations are RabbitMQ's to keep as they are; the worker only recreates what is
+        missing (a queue deleted by hand, and its bindings), as it does at start-up.
+        """
+        pause = 0.2
+        while self._consuming and self._channel is not None and self._settler is not None:
+            settler = self._settler
+            if queue in self._tags.values():
+                return  # a reconnection consumed it again meanwhile
+            try:
+                # The whole topology, idempotently: a deleted queue lost its bindings too.
+                await self.topology.declare(self._channel, plugin=self.publisher.plugin)
+                if settler is self._settler and queue not in self._tags.values():
+                    await self._consume_queue(settler.channel, settler, queue)
+            except RECONSUME_ERRORS as exc:
+                logger.warning("Cannot consume %s again yet (%s); retrying.", queue, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            logger.info("Consuming %s again.", queue)
+            return
 
     async def _on_reopen(self, channel: AbstractRobustChannel | None) -> None:
         """After a reconnection, consume again on the restored channel."""
@@ -141,7 +190,9 @@ class Consumer:
     async def stop_consuming(self) -> None:
         """Stop new deliveries and requeue the ones not handed out; keep the channel for acks."""
         self._consuming = False
-        tags, self._tags = self._tags, []
+        for task in list(self._recovering):
+            task.cancel()
+        tags, self._tags = list(self._tags), {}
         settler = self._settler
         if settler is not None and not settler.stale:
             for tag in tags:

@@ -10,12 +10,13 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 
+import aio_pika
 import pytest
 
 from taskiq_kit.rabbit import RabbitBroker
 from taskiq_kit.rabbit.publisher import DUE_AT_HEADER, Outgoing
 from tests.brokers import in_process_worker
-from tests.rabbit.harness import build, wait_until
+from tests.rabbit.harness import AMQP_URL, build, wait_until
 
 pytestmark = [pytest.mark.rabbit, pytest.mark.usefixtures("amqp_url")]
 
@@ -78,3 +79,45 @@ async def test_worker_survives_losing_its_connection_with_held_deliveries(
             await broker.shutdown()
         # Deliveries from the dead channel were dropped, not run: RabbitMQ redelivered them.
         assert set(ran.values()) == {1}, ran
+
+
+async def _queue_exists(name: str) -> bool:
+    async with await aio_pika.connect(AMQP_URL) as connection:
+        channel = await connection.channel()
+        try:
+            await channel.declare_queue(name, passive=True)
+        except aio_pika.exceptions.ChannelClosed:
+            return False
+        return True
+
+
+@pytest.mark.timeout(60)
+async def test_worker_consumes_again_after_its_queue_is_deleted(
+    unique_name: Callable[[str], str],
+) -> None:
+    """RabbitMQ cancels the consumer of a deleted queue; the worker declares it and consumes on."""
+    async with build(unique_name) as harness:
+        broker = harness.broker
+        assert isinstance(broker, RabbitBroker)
+        ran: list[str] = []
+
+        @broker.task(task_name=f"survivor-{uuid.uuid4().hex}")
+        async def survivor(tag: str) -> None:
+            ran.append(tag)
+
+        await broker.startup()
+        try:
+            async with in_process_worker(broker):
+                await survivor.kiq("before")
+                assert await wait_until(lambda: ran == ["before"], 10)
+                queue = broker.names.default_queue
+                async with await aio_pika.connect(AMQP_URL) as connection:
+                    await (await connection.channel()).queue_delete(queue)
+                deadline = time.monotonic() + 15
+                while not await _queue_exists(queue):
+                    assert time.monotonic() < deadline, "the worker did not declare its queue again"
+                    await asyncio.sleep(0.2)
+                await survivor.kiq("after")
+                assert await wait_until(lambda: ran == ["before", "after"], 10), ran
+        finally:
+            await broker.shutdown()
