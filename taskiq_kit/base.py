@@ -17,6 +17,7 @@ from taskiq_kit.abort.middleware import AbortMiddleware
 from taskiq_kit.abort.signal import AbortSignal
 from taskiq_kit.abort.wrap import abortable
 from taskiq_kit.delivery import Delivery, DeliveryGate, HandoffFormatter
+from taskiq_kit.kicker import KitDecoratedTask
 from taskiq_kit.labels import RETRIES, Timing, TimingMiddleware, read_timing
 from taskiq_kit.middleware import KitMiddleware
 from taskiq_kit.results.backend import KitResultBackend
@@ -53,6 +54,7 @@ class KitBroker(AsyncBroker):
         super().__init__()
         self.result_backend = result_backend
         self.formatter = HandoffFormatter(self)
+        self.decorator_class = KitDecoratedTask
         self.gate = DeliveryGate(self, max_attempts=max_delivery_attempts)
         self.aborts = AbortMiddleware(abort_signal, poll_interval=abort_poll_interval)
         status = StatusMiddleware(on_saved=self.gate.result_saved)

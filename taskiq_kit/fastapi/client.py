@@ -13,6 +13,7 @@ from taskiq.result import TaskiqResult
 from taskiq.task import AsyncTaskiqTask
 
 from taskiq_kit.abort import AbortOutcome, abort_task
+from taskiq_kit.kicker import KitKicker
 from taskiq_kit.labels import timing
 from taskiq_kit.results.api import (
     check_task_id,
@@ -50,7 +51,7 @@ class TaskClient:
             registered = self.broker.find_task(task)
             if registered is None:
                 # The API process need not import the task's code: kick by name.
-                return AsyncKicker(task_name=task, broker=self.broker, labels={})
+                return KitKicker(task_name=task, broker=self.broker, labels={})
             task = registered
         return task.kicker().with_broker(self.broker)
 

@@ -165,7 +165,7 @@ async def test_worker_recovers_from_a_rabbitmq_restart_and_no_confirmed_kick_is_
                 try:
                     await kick(broker, n)
                 except SendTaskError as exc:
-                    failures.append((time.monotonic() - started, exc.__cause__))
+                    failures.append((time.monotonic() - started, exc))
                 else:
                     confirmed.append(n)
                 n += 1
