@@ -7,7 +7,12 @@ meaning, the subclass inherits it too, so ``except ValueError`` keeps working.
 
 from __future__ import annotations
 
-from taskiq.exceptions import SendTaskError, TaskiqError
+from typing import TYPE_CHECKING
+
+from taskiq.exceptions import ResultBackendError, SendTaskError, TaskiqError
+
+if TYPE_CHECKING:
+    from taskiq_kit.results.status import ErrorInfo
 
 
 class TaskiqKitError(TaskiqError):
@@ -102,3 +107,127 @@ class TaskAbortedError(TaskiqKitError):
 
     __template__ = "task {task_id!r} was aborted"
     task_id: str
+
+
+# Result backends and progress.
+
+
+class TaskFailedError(TaskiqKitError):
+    """A task raised (or its result could not be stored): the worker's exception, as data.
+
+    The reading side never imports or unpickles the worker's exception class: it gets this
+    error, carrying the original type name, message and traceback text.
+
+    Attributes:
+        error_type: qualified name of the worker's exception type, e.g. ``"KeyError"``.
+        error_message: ``str()`` of the worker's exception.
+        remote_traceback: the worker's traceback text, if recorded.
+
+    """
+
+    __template__ = "task failed with {error_type}: {error_message}"
+    error_type: str
+    error_message: str
+    remote_traceback: str | None = None
+
+    @classmethod
+    def from_info(cls, info: ErrorInfo) -> TaskFailedError:
+        """Build the error from its stored description."""
+        return cls(
+            error_type=info.type, error_message=info.message, remote_traceback=info.traceback
+        )
+
+    @property
+    def info(self) -> ErrorInfo:
+        """The error as :class:`ErrorInfo` (for JSON APIs)."""
+        from taskiq_kit.results.status import ErrorInfo  # noqa: PLC0415 - status imports this module
+
+        return ErrorInfo(
+            type=self.error_type, message=self.error_message, traceback=self.remote_traceback
+        )
+
+
+class ResultNotSerializableError(TaskiqKitError, TypeError):
+    """A task's return value cannot be encoded by the backend's serializer.
+
+    The worker stores a failure carrying this error instead of the value, so the outcome is
+    never lost.
+    """
+
+    __template__ = (
+        "return value of type {type_name} is not {serializer}-serialisable ({reason}); "
+        "return JSON-compatible data (dict, list, str, numbers, pydantic models, dataclasses, "
+        "datetimes)"
+    )
+    type_name: str
+    serializer: str
+    reason: str
+
+
+class ResultDecodeError(TaskiqKitError, ResultBackendError, ValueError):
+    """A stored result or progress entry is not valid data for this backend's serializer.
+
+    Raised instead of executing anything: the JSON serializer never unpickles, so a payload
+    planted by someone else (or written by a pickle-configured backend) is refused.
+    """
+
+    __template__ = (
+        "stored {what} of task {task_id!r} cannot be decoded as {serializer}: {reason}; "
+        "was it written by another serializer or another program?"
+    )
+    what: str
+    task_id: str
+    serializer: str
+    reason: str
+
+
+class ResultBackendNotStartedError(TaskiqKitError, ResultBackendError, RuntimeError):
+    """A result backend was used before ``await broker.startup()`` (or after shutdown)."""
+
+    __template__ = "{backend} is not started: call `await broker.startup()` before using it"
+    backend: str
+
+
+class InvalidProgressError(TaskiqKitError, ValueError):
+    """A progress report has a value that cannot be stored."""
+
+    __template__ = "invalid progress {field} {value!r}: {reason}"
+    field: str
+    value: object
+    reason: str
+
+
+# The FastAPI integration.
+
+
+class AnonymousRouterError(TaskiqKitError, ValueError):
+    """A tasks router was built with no dependency guarding it and without ``allow_anonymous``."""
+
+    __template__ = (
+        "tasks_router() got no dependencies, so anyone could read results and abort tasks: "
+        "pass your auth dependency, e.g. `tasks_router(broker, dependencies=[Depends(verify_token)])`, "
+        "or `allow_anonymous=True` when the routes are protected elsewhere (app or include_router "
+        "dependencies, a gateway) or need no protection"
+    )
+
+
+class BrokerNotConfiguredError(TaskiqKitError, RuntimeError):
+    """A kit dependency was resolved in an app whose lifespan is not the kit's."""
+
+    __template__ = (
+        "no taskiq-kit broker on this app: build it with "
+        "`FastAPI(lifespan=kit_lifespan(broker))`, or use `broker_provider(broker)` / "
+        "`task_client_provider(broker)` as the dependency"
+    )
+
+
+# The Redis broker.
+
+
+class RedisSettingError(TaskiqKitError, ValueError):
+    """A setting of the Redis broker has a value it cannot work with."""
+
+    __template__ = "invalid Redis broker setting {setting}={value!r}: {reason}"
+    setting: str
+    value: object
+    reason: str

@@ -14,6 +14,7 @@ from taskiq_kit._compat import require
 require("fastapi", extra="fastapi", feature="the FastAPI integration")
 require("taskiq_fastapi", extra="fastapi", feature="the FastAPI integration")
 
+from taskiq_kit.exceptions import AnonymousRouterError, BrokerNotConfiguredError  # noqa: E402
 from taskiq_kit.fastapi.client import TaskClient, TaskRef  # noqa: E402
 from taskiq_kit.fastapi.deps import (  # noqa: E402
     BrokerDep,
@@ -23,7 +24,6 @@ from taskiq_kit.fastapi.deps import (  # noqa: E402
     get_task_client,
     task_client_provider,
 )
-from taskiq_kit.fastapi.errors import AnonymousRouterError, BrokerNotConfiguredError  # noqa: E402
 from taskiq_kit.fastapi.lifespan import init_worker, kit_lifespan  # noqa: E402
 from taskiq_kit.fastapi.models import (  # noqa: E402
     AbortOut,

@@ -134,7 +134,7 @@ class TaskClient:
         """The stored result of ``task_id``, or ``None`` when none is stored (yet).
 
         A failed task's ``error`` is a
-        :class:`~taskiq_kit.results.errors.TaskFailedError` (type, message, traceback) with
+        :class:`~taskiq_kit.exceptions.TaskFailedError` (type, message, traceback) with
         the default JSON serializer.
 
         Raises:

@@ -23,8 +23,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from taskiq.abc.broker import AsyncBroker
 
+from taskiq_kit.exceptions import BrokerNotConfiguredError
 from taskiq_kit.fastapi.client import TaskClient
-from taskiq_kit.fastapi.errors import BrokerNotConfiguredError
 
 #: Attribute of ``app.state`` holding the broker of :func:`~taskiq_kit.fastapi.kit_lifespan`.
 STATE_BROKER = "taskiq_kit_broker"

@@ -11,10 +11,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from taskiq.abc.broker import AsyncBroker
 
 from taskiq_kit.abort import AbortOutcome
-from taskiq_kit.exceptions import InvalidTaskIdError, TaskNotFoundError
+from taskiq_kit.exceptions import AnonymousRouterError, InvalidTaskIdError, TaskNotFoundError
 from taskiq_kit.fastapi.client import TaskClient
 from taskiq_kit.fastapi.deps import task_client_provider
-from taskiq_kit.fastapi.errors import AnonymousRouterError
 from taskiq_kit.fastapi.models import (
     TASK_ID_PATTERN,
     AbortOut,

@@ -18,13 +18,13 @@ from taskiq.message import BrokerMessage
 from taskiq_kit.abort.signal import AbortSignal, RedisAbortSignal
 from taskiq_kit.base import KitBroker
 from taskiq_kit.delivery import Delivery
-from taskiq_kit.exceptions import BrokerNotAvailableError
+from taskiq_kit.exceptions import BrokerNotAvailableError, RedisSettingError
 from taskiq_kit.labels import Timing
 from taskiq_kit.redis import scripts
 from taskiq_kit.redis.batching import Batcher
 from taskiq_kit.redis.consumer import TRANSIENT, StreamConsumer
 from taskiq_kit.redis.delay import DelayPromoter
-from taskiq_kit.redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, RedisKeys, RedisSettingError
+from taskiq_kit.redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, RedisKeys
 from taskiq_kit.results.backend import KitResultBackend
 from taskiq_kit.urls import redact
 

@@ -8,19 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from taskiq_kit.exceptions import TaskiqKitError
+from taskiq_kit.exceptions import RedisSettingError
 
 DEFAULT_PREFIX = "taskiq-kit"
 DEFAULT_QUEUE = "taskiq"
-
-
-class RedisSettingError(TaskiqKitError, ValueError):
-    """A setting of the Redis broker has a value it cannot work with."""
-
-    __template__ = "invalid Redis broker setting {setting}={value!r}: {reason}"
-    setting: str
-    value: object
-    reason: str
 
 
 def _check(setting: str, name: str) -> str:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 from taskiq.result import TaskiqResult
 
-from taskiq_kit.results.errors import (
+from taskiq_kit.exceptions import (
     ResultDecodeError,
     ResultNotSerializableError,
     TaskFailedError,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 from pydantic_core import to_json
 
+from taskiq_kit.exceptions import ResultBackendNotStartedError, ResultDecodeError
 from taskiq_kit.results.backend import ChangeWaiter, KitResultBackend
 from taskiq_kit.results.codec import (
     ResultCodec,
@@ -24,7 +25,6 @@ from taskiq_kit.results.codec import (
     make_codec,
     parse_record,
 )
-from taskiq_kit.results.errors import ResultBackendNotStartedError, ResultDecodeError
 from taskiq_kit.results.postgres_sql import DEFAULT_TABLE, check_table, render
 from taskiq_kit.results.postgres_watch import PostgresNotifier
 from taskiq_kit.results.progress import ProgressReport

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from taskiq_kit.results.errors import InvalidProgressError
+from taskiq_kit.exceptions import InvalidProgressError
 
 #: ``state`` of progress written through :class:`~taskiq_kit.results.tracker.Progress`.
 PROGRESS_STATE = "PROGRESS"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from taskiq_kit.exceptions import ResultBackendNotStartedError
 from taskiq_kit.results.backend import ChangeWaiter, KitResultBackend
 from taskiq_kit.results.codec import (
     ResultCodec,
@@ -20,7 +21,6 @@ from taskiq_kit.results.codec import (
     encode_result,
     make_codec,
 )
-from taskiq_kit.results.errors import ResultBackendNotStartedError
 from taskiq_kit.results.progress import ProgressReport
 from taskiq_kit.results.redis_keys import DEFAULT_PREFIX, ResultKeys
 from taskiq_kit.results.redis_watch import RedisNotifier
@@ -61,7 +61,7 @@ class RedisResultBackend(KitResultBackend[_R]):
 
     Results are JSON documents by default (see :class:`~taskiq_kit.results.codec.JSONCodec`);
     errors are stored as type, message and traceback text and come back as
-    :class:`~taskiq_kit.results.errors.TaskFailedError`. Every key expires ``result_ttl``
+    :class:`~taskiq_kit.exceptions.TaskFailedError`. Every key expires ``result_ttl``
     seconds after its last write. Keys are ``<prefix>:{<task_id>}:<kind>``: one Redis Cluster
     slot per task.
 

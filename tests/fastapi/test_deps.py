@@ -11,6 +11,7 @@ import pytest
 from fastapi import Depends, FastAPI
 
 from taskiq_kit import InvalidDelayError, KitBroker, TaskStatus, make_broker
+from taskiq_kit.exceptions import TaskFailedError
 from taskiq_kit.fastapi import (
     BrokerDep,
     BrokerNotConfiguredError,
@@ -20,7 +21,6 @@ from taskiq_kit.fastapi import (
     kit_lifespan,
     task_client_provider,
 )
-from taskiq_kit.results.errors import TaskFailedError
 from tests.fastapi.app import AUTH, register_tasks
 from tests.fastapi.conftest import Api, serve
 from tests.fastapi.helpers import wait_status

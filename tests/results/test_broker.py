@@ -11,10 +11,10 @@ import pytest
 from taskiq import TaskiqDepends
 
 from taskiq_kit import TaskStatus, get_status, get_task_record, make_broker
+from taskiq_kit.exceptions import TaskFailedError
 from taskiq_kit.memory import MemoryBroker
 from taskiq_kit.results.api import get_progress, watch_progress
 from taskiq_kit.results.backend import KitResultBackend
-from taskiq_kit.results.errors import TaskFailedError
 from taskiq_kit.results.redis import RedisResultBackend
 from taskiq_kit.results.tracker import Progress
 from tests.results.conftest import MakeBackend, delete_redis_keys
@@ -84,7 +84,7 @@ async def test_unserialisable_return_value_fails_clearly(broker: MemoryBroker) -
     result = await task.wait_result(timeout=10)
     assert result.is_err
     assert isinstance(result.error, TaskFailedError)
-    assert result.error.error_type == "taskiq_kit.results.errors.ResultNotSerializableError"
+    assert result.error.error_type == "taskiq_kit.exceptions.ResultNotSerializableError"
     assert "return value of type object is not JSON-serialisable" in result.error.error_message
     assert await wait_final(broker, task.task_id) is TaskStatus.FAILURE
     record = await get_task_record(broker, task.task_id)

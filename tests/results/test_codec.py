@@ -12,12 +12,12 @@ import pytest
 from taskiq.result import TaskiqResult
 
 from taskiq_kit import TaskiqKitError
-from taskiq_kit.results.codec import JSONCodec, encode_result, make_codec
-from taskiq_kit.results.errors import (
+from taskiq_kit.exceptions import (
     InvalidProgressError,
     ResultDecodeError,
     ResultNotSerializableError,
 )
+from taskiq_kit.results.codec import JSONCodec, encode_result, make_codec
 from taskiq_kit.results.progress import make_report
 
 

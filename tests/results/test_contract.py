@@ -13,10 +13,10 @@ from pydantic import BaseModel
 from taskiq.depends.progress_tracker import TaskProgress, TaskState
 from taskiq.result import TaskiqResult
 
+from taskiq_kit.exceptions import TaskFailedError
 from taskiq_kit.memory import MemoryBroker
 from taskiq_kit.results.api import watch_progress
 from taskiq_kit.results.backend import KitResultBackend
-from taskiq_kit.results.errors import TaskFailedError
 from taskiq_kit.results.postgres import PostgresResultBackend
 from taskiq_kit.results.progress import ProgressReport, make_report
 from taskiq_kit.results.redis import RedisResultBackend

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from taskiq_kit.results.errors import ResultDecodeError
+from taskiq_kit.exceptions import ResultDecodeError
 from taskiq_kit.results.postgres import PostgresResultBackend
 from taskiq_kit.results.redis import RedisResultBackend
 from tests.results.conftest import MakeBackend, new_id
