@@ -27,6 +27,7 @@ from typing import NamedTuple
 import aio_pika
 from taskiq import AsyncBroker
 from taskiq.acks import AckableMessage
+from taskiq.brokers.inmemory_broker import InmemoryResultBackend
 from taskiq.receiver import Receiver
 from taskiq_aio_pika import AioPikaBroker
 from taskiq_aio_pika.exchange import Exchange
@@ -164,8 +165,13 @@ async def taskiq_throughput(broker: AsyncBroker, count: int, concurrency: int) -
     return Run(count / elapsed, cpu / count * 1e6)
 
 
-async def peer_throughput(count: int, concurrency: int, prefetch: int) -> Run:
+async def peer_throughput(
+    count: int, concurrency: int, prefetch: int, *, with_results: bool = False
+) -> Run:
     peer, queues, exchanges = peer_broker(prefetch)
+    if with_results:
+        # The same work as the kit, which always stores each result (and status) in memory.
+        peer = peer.with_result_backend(InmemoryResultBackend())
     try:
         return await taskiq_throughput(peer, count, concurrency)
     finally:
@@ -250,6 +256,12 @@ async def main() -> None:
         action="store_true",
         help="also run taskiq-kit with its shared middlewares and gate off (transport cost only)",
     )
+    parser.add_argument(
+        "--peer-results",
+        action="store_true",
+        help="also run taskiq-aio-pika storing its results in taskiq's in-memory result backend "
+        "(the kit always stores results and status; the main peer row stores none)",
+    )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-delays", action="store_true")
     args = parser.parse_args()
@@ -261,10 +273,20 @@ async def main() -> None:
             f"prefetch {args.prefetch} (taskiq-aio-pika qos {peer_qos}), quorum queues, "
             f"confirms, persistent, acks; median of {args.rounds} interleaved rounds"
         )
-        results: dict[str, list[Run]] = {"raw": [], "peer": [], "kit": [], "bare": []}
+        results: dict[str, list[Run]] = {
+            "raw": [],
+            "peer": [],
+            "peer+results": [],
+            "kit": [],
+            "bare": [],
+        }
         for _ in range(args.rounds):
             results["raw"].append(await raw_aio_pika(args.tasks, args.concurrency, args.prefetch))
             results["peer"].append(await peer_throughput(args.tasks, args.concurrency, peer_qos))
+            if args.peer_results:
+                results["peer+results"].append(
+                    await peer_throughput(args.tasks, args.concurrency, peer_qos, with_results=True)
+                )
             results["kit"].append(await kit_throughput(args.tasks, args.concurrency, args.prefetch))
             if args.diagnose:
                 results["bare"].append(
@@ -272,7 +294,10 @@ async def main() -> None:
                 )
         rate = {k: statistics.median(r.per_second for r in v) for k, v in results.items() if v}
         cpu = {k: statistics.median(r.cpu_us for r in v) for k, v in results.items() if v}
-        rows = [("raw aio-pika", "raw"), ("taskiq-aio-pika", "peer"), ("taskiq-kit", "kit")]
+        rows = [("raw aio-pika", "raw"), ("taskiq-aio-pika", "peer")]
+        if args.peer_results:
+            rows.append(("  + results stored", "peer+results"))
+        rows.append(("taskiq-kit", "kit"))
         if args.diagnose:
             rows.append(("kit transport only", "bare"))
         for label, key in rows:
@@ -287,6 +312,12 @@ async def main() -> None:
             f"(CPU/task, lower is better): kit/raw {cpu['kit'] / cpu['raw']:.2f}x, "
             f"kit/taskiq-aio-pika {cpu['kit'] / cpu['peer']:.2f}x"
         )
+        if args.peer_results:
+            print(
+                "  kit / taskiq-aio-pika storing results: "
+                f"{rate['kit'] / rate['peer+results']:.2f}x tasks/s, "
+                f"{cpu['kit'] / cpu['peer+results']:.2f}x CPU/task"
+            )
 
     if not args.skip_delays:
         print(
