@@ -282,6 +282,9 @@ def _parsed_labels(message: TaskiqMessage) -> dict[str, Any]:
     return parsed
 
 
+_FLOAT_TYPE = LabelType.FLOAT.value
+
+
 def _set_float_label(message: TaskiqMessage, name: str, value: float | None) -> None:
     if value is None:
         message.labels.pop(name, None)
@@ -291,7 +294,7 @@ def _set_float_label(message: TaskiqMessage, name: str, value: float | None) -> 
     message.labels[name] = repr(value)
     if message.labels_types is None:
         message.labels_types = {}
-    message.labels_types[name] = LabelType.FLOAT.value
+    message.labels_types[name] = _FLOAT_TYPE
 
 
 class TimingMiddleware(TaskiqMiddleware):

@@ -28,7 +28,7 @@ from taskiq_kit.results.codec import (
 from taskiq_kit.results.postgres_sql import DEFAULT_TABLE, check_table, render
 from taskiq_kit.results.postgres_watch import PostgresNotifier
 from taskiq_kit.results.progress import ProgressReport
-from taskiq_kit.results.status import TaskRecord, TaskStatus
+from taskiq_kit.results.status import TaskRecord, is_final_value
 from taskiq_kit.settings import DAY
 from taskiq_kit.urls import redact
 
@@ -206,7 +206,7 @@ class PostgresResultBackend(KitResultBackend[_R]):
         ttl = self.record_ttl(fields.get("due_at"), time.time())
         data = _jsonb_text(to_json(fields))
         status = fields.get("status")
-        if status is not None and TaskStatus(status).is_final:
+        if is_final_value(status):
             await self.pool.execute(
                 self._sql["write_status_notify"], task_id, data, ttl, self.channel
             )

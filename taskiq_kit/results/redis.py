@@ -24,7 +24,7 @@ from taskiq_kit.results.codec import (
 from taskiq_kit.results.progress import ProgressReport
 from taskiq_kit.results.redis_keys import DEFAULT_PREFIX, ResultKeys
 from taskiq_kit.results.redis_watch import RedisNotifier
-from taskiq_kit.results.status import TaskRecord, TaskStatus
+from taskiq_kit.results.status import TaskRecord, is_final_value
 from taskiq_kit.settings import DAY
 from taskiq_kit.urls import redact
 
@@ -173,7 +173,7 @@ class RedisResultBackend(KitResultBackend[_R]):
         """Merge ``fields`` into the record of ``task_id`` in one round trip; the TTL only grows."""
         ttl = _ttl_ms(self.record_ttl(fields.get("due_at"), time.time()))
         status = fields.get("status")
-        final = status is not None and TaskStatus(status).is_final
+        final = is_final_value(status)
         args: list[str | bytes | int] = [
             -1 if ttl is None else ttl,
             self.keys.events(task_id) if final else "",

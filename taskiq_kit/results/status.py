@@ -47,6 +47,19 @@ class TaskStatus(str, enum.Enum):
 
 _FINAL = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.ABORTED, TaskStatus.EXPIRED})
 _FINAL_VALUES = frozenset(status.value for status in _FINAL)
+# The statuses the middleware writes on every task, as the plain strings the backends store
+# (reading ``.value`` of an enum member is a Python-level descriptor call, on every write).
+_PENDING, _SCHEDULED, _RETRYING, _STARTED = (
+    TaskStatus.PENDING.value,
+    TaskStatus.SCHEDULED.value,
+    TaskStatus.RETRYING.value,
+    TaskStatus.STARTED.value,
+)
+_SUCCESS, _FAILURE, _ABORTED = (
+    TaskStatus.SUCCESS.value,
+    TaskStatus.FAILURE.value,
+    TaskStatus.ABORTED.value,
+)
 
 
 def is_final_value(status: TaskStatus | str | None) -> bool:
@@ -115,11 +128,11 @@ def kick_fields(message: TaskiqMessage, *, now: float) -> dict[str, Any]:
     due = read_timing(message.labels)
     attempt = _attempt(message)
     if attempt > 1:
-        status = TaskStatus.RETRYING
+        status = _RETRYING
     elif due.due_at is not None and due.due_at > now:
-        status = TaskStatus.SCHEDULED
+        status = _SCHEDULED
     else:
-        status = TaskStatus.PENDING
+        status = _PENDING
     kicked_at = label_float(message.labels.get(KICKED_AT))
     return {
         "task_id": message.task_id,
@@ -173,7 +186,7 @@ class StatusMiddleware(TaskiqMiddleware):
         await self.backend.write_status(
             message.task_id,
             {
-                "status": TaskStatus.STARTED,
+                "status": _STARTED,
                 "kicked_at": label_float(message.labels.get(KICKED_AT)),
                 "task_name": message.task_name,
                 "attempt": _attempt(message),
@@ -190,11 +203,11 @@ class StatusMiddleware(TaskiqMiddleware):
         error = result.error
         fields: dict[str, Any] = {"finished_at": now, "updated_at": now}
         if error is None and not result.is_err:
-            fields["status"] = TaskStatus.SUCCESS
+            fields["status"] = _SUCCESS
         elif isinstance(error, TaskAbortedError):
-            fields["status"] = TaskStatus.ABORTED
+            fields["status"] = _ABORTED
         else:
-            fields["status"] = TaskStatus.FAILURE
+            fields["status"] = _FAILURE
             if error is not None:
                 fields["error"] = ErrorInfo.from_exception(error)
         await self.backend.write_status(message.task_id, fields)
