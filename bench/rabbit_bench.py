@@ -20,12 +20,12 @@ import random
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import aio_pika
-from taskiq import AsyncBroker
+from taskiq import AsyncBroker, BrokerMessage
 from taskiq.acks import AckableMessage
 from taskiq.brokers.inmemory_broker import InmemoryResultBackend
 from taskiq.receiver import Receiver
@@ -178,6 +178,21 @@ async def peer_throughput(
         await cleanup(queues, exchanges)
 
 
+class QueueBroker(AsyncBroker):
+    """taskiq over an in-memory queue: what taskiq's kicker and Receiver cost with no transport."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def kick(self, message: BrokerMessage) -> None:
+        self.queue.put_nowait(message.message)
+
+    async def listen(self) -> AsyncGenerator[bytes, None]:
+        while True:
+            yield await self.queue.get()
+
+
 class OpenGate(DeliveryGate):
     """Admits everything unchecked (diagnostic runs only)."""
 
@@ -254,7 +269,8 @@ async def main() -> None:
     parser.add_argument(
         "--diagnose",
         action="store_true",
-        help="also run taskiq-kit with its shared middlewares and gate off (transport cost only)",
+        help="also run taskiq-kit with its shared middlewares and gate off (transport cost only), "
+        "and taskiq over an in-memory queue (taskiq's own cost, no transport)",
     )
     parser.add_argument(
         "--peer-results",
@@ -274,6 +290,7 @@ async def main() -> None:
             f"confirms, persistent, acks; median of {args.rounds} interleaved rounds"
         )
         results: dict[str, list[Run]] = {
+            "floor": [],
             "raw": [],
             "peer": [],
             "peer+results": [],
@@ -292,6 +309,9 @@ async def main() -> None:
                 results["bare"].append(
                     await kit_throughput(args.tasks, args.concurrency, args.prefetch, bare=True)
                 )
+                results["floor"].append(
+                    await taskiq_throughput(QueueBroker(), args.tasks, args.concurrency)
+                )
         rate = {k: statistics.median(r.per_second for r in v) for k, v in results.items() if v}
         cpu = {k: statistics.median(r.cpu_us for r in v) for k, v in results.items() if v}
         rows = [("raw aio-pika", "raw"), ("taskiq-aio-pika", "peer")]
@@ -300,10 +320,11 @@ async def main() -> None:
         rows.append(("taskiq-kit", "kit"))
         if args.diagnose:
             rows.append(("kit transport only", "bare"))
+            rows.append(("taskiq, no transport", "floor"))
         for label, key in rows:
             rounds = ", ".join(f"{r.per_second:.0f}" for r in results[key])
             print(
-                f"  {label:<18} {rate[key]:8.0f} tasks/s  {cpu[key]:6.0f} us CPU/task  "
+                f"  {label:<20} {rate[key]:8.0f} tasks/s  {cpu[key]:6.0f} us CPU/task  "
                 f"(rounds: {rounds})"
             )
         print(
