@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
@@ -80,10 +81,9 @@ class RabbitConnection:
                 try:
                     self._connection = await asyncio.wait_for(
                         aio_pika.connect_robust(
-                            self.url,
+                            _with_name(self.url, self.name),
                             timeout=self.connect_timeout,
                             reconnect_interval=self.reconnect_interval,
-                            client_properties={"connection_name": self.name},
                         ),
                         self.connect_timeout,
                     )
@@ -113,3 +113,16 @@ class RabbitConnection:
         connection, self._connection = self._connection, None
         if connection is not None and not connection.is_closed:
             await connection.close()
+
+
+def _with_name(url: str, name: str) -> str:
+    """``url`` asking RabbitMQ to show the connection as ``name``, unless it names one already.
+
+    The ``name`` query parameter works with every aiormq release (``client_properties`` is not
+    passed on by the aio-pika releases that still run on Python 3.10).
+    """
+    parts = urlsplit(url)
+    if "name" in parse_qs(parts.query):
+        return url
+    query = f"{parts.query}&" if parts.query else ""
+    return urlunsplit(parts._replace(query=query + urlencode({"name": name}, quote_via=quote)))

@@ -126,7 +126,11 @@ class Consumer:
         # A batch of half the prefetch goes out at once, so waiting acks never starve delivery.
         settler = Settler(underlay, batch=self.prefetch_count // 2)
         self._settler, self._tags = settler, {}
-        underlay.on_consumer_cancel_callbacks.add(self._on_cancelled)
+        # aiormq 7 reports consumers RabbitMQ cancelled (aiormq 6, the last for Python 3.10, does not:
+        # there a deleted queue stays unconsumed until the worker restarts or reconnects).
+        cancel_callbacks = getattr(underlay, "on_consumer_cancel_callbacks", None)
+        if cancel_callbacks is not None:
+            cancel_callbacks.add(self._on_cancelled)
         for queue in self._queues:
             await self._consume_queue(underlay, settler, queue)
 
