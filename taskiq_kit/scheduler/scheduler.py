@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,12 @@ if TYPE_CHECKING:
 
 _redis = require("redis.asyncio", extra="scheduler", feature="the replica-safe scheduler")
 logger = logging.getLogger("taskiq_kit.scheduler")
+
+#: Signals that stop ``taskiq scheduler`` through a clean shutdown (3.11's ``asyncio.run`` already
+#: turns Ctrl-C into one).
+_STOP_SIGNALS = (
+    (signal.SIGTERM,) if sys.version_info >= (3, 11) else (signal.SIGTERM, signal.SIGINT)
+)
 
 
 class KitScheduler(TaskiqScheduler):
@@ -187,13 +194,17 @@ class KitScheduler(TaskiqScheduler):
 
         taskiq's CLI stops on SIGINT only (SIGTERM would kill it without a shutdown). Cancelling
         the CLI's task makes it call :meth:`shutdown`, which hands the lease over at once instead
-        of after ``lease`` seconds: what ``docker stop`` and Kubernetes rollouts need.
+        of after ``lease`` seconds: what ``docker stop`` and Kubernetes rollouts need. On Python
+        3.10, whose ``asyncio.run`` lets Ctrl-C escape as ``KeyboardInterrupt`` without that
+        shutdown, SIGINT is handled the same way.
         """
         main = asyncio.current_task()
         if main is None:
             return
+        loop = asyncio.get_running_loop()
         try:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+            for handled in _STOP_SIGNALS:
+                loop.add_signal_handler(handled, main.cancel)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, Windows
             return
         self._sigterm_handled = True
@@ -201,7 +212,8 @@ class KitScheduler(TaskiqScheduler):
     async def shutdown(self) -> None:
         """Stop the loop, hand the lease over at once, and shut the broker down."""
         if self._sigterm_handled:
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+            for handled in _STOP_SIGNALS:
+                asyncio.get_running_loop().remove_signal_handler(handled)
             self._sigterm_handled = False
         if self._runner is not None:
             await self._runner.stop()
