@@ -79,8 +79,9 @@ async def _crash_while_running(broker: RabbitBroker) -> bytes:
     await asyncio.sleep(0.3)
     await broker.consume_connection.close()
     await listen.aclose()
-    # The rest of the dead process goes too (a connection left open would be closed by GC later).
-    await broker.connection.close()
+    # The rest of the dead process goes too: its other connection, its abort listener and poll
+    # (left open, they would be closed by GC later, or destroyed pending with the event loop).
+    await broker.shutdown()
     return message.data
 
 
@@ -133,6 +134,7 @@ async def test_task_that_keeps_killing_workers_ends_in_the_dead_letter_queue(
         assert "delivered 4 times" in reason
     finally:
         await kicker.topology.delete(channel)
+        await kicker.shutdown()
         await kicker.shutdown()
 
 
