@@ -1,0 +1,74 @@
+"""What the kit's shared layer costs per task, on ``memory://`` (run by hand, not in CI).
+
+The same no-op tasks run through the embedded broker twice per round: as built (timing labels,
+status records, abort bookkeeping, the delivery gate) and with that layer switched off. Nothing
+else costs much on ``memory://``, so the difference is the layer's own CPU per task, the part every
+transport pays on top of its own. A diagnostic, not a speed goal: no peer has this layer.
+
+How to run::
+
+    .venv/bin/python bench/layer_bench.py --tasks 20000 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+
+from rabbit_bench import OpenGate, kick_all
+
+from taskiq_kit import make_broker
+
+
+async def cpu_per_task(count: int, concurrency: int, *, bare: bool) -> float:
+    """CPU microseconds per task of this process, kicking and running ``count`` no-op tasks."""
+    broker = make_broker("memory://")
+    if bare:
+        broker.middlewares = []
+        broker.gate = OpenGate(broker, max_attempts=broker.gate.max_attempts)
+    done = asyncio.Event()
+    seen = 0
+
+    @broker.task(task_name="noop")
+    async def noop(n: int) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == count:
+            done.set()
+
+    await broker.startup()
+    try:
+        cpu = time.process_time()
+        await kick_all(count, concurrency, noop.kiq)
+        await asyncio.wait_for(done.wait(), 300)
+        cpu = time.process_time() - cpu
+    finally:
+        await broker.shutdown()
+    return cpu / count * 1e6
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=100, help="kicks in flight")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    full: list[float] = []
+    bare: list[float] = []
+    for _ in range(args.rounds):
+        full.append(await cpu_per_task(args.tasks, args.concurrency, bare=False))
+        bare.append(await cpu_per_task(args.tasks, args.concurrency, bare=True))
+    with_layer, without = statistics.median(full), statistics.median(bare)
+    print(
+        f"memory://, {args.tasks} no-op tasks, {args.concurrency} kicks in flight, "
+        f"median of {args.rounds} interleaved rounds"
+    )
+    print(f"  with the kit's layer     {with_layer:6.0f} us CPU/task")
+    print(f"  layer switched off       {without:6.0f} us CPU/task")
+    print(f"  the layer                {with_layer - without:6.0f} us CPU/task")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
