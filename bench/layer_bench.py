@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import time
 
-from rabbit_bench import OpenGate, kick_all
+from rabbit_bench import OpenGate, taskiq_throughput
 
 from taskiq_kit import make_broker
 
@@ -28,25 +27,8 @@ async def cpu_per_task(count: int, concurrency: int, *, bare: bool) -> float:
     if bare:
         broker.middlewares = []
         broker.gate = OpenGate(broker, max_attempts=broker.gate.max_attempts)
-    done = asyncio.Event()
-    seen = 0
-
-    @broker.task(task_name="noop")
-    async def noop(n: int) -> None:
-        nonlocal seen
-        seen += 1
-        if seen == count:
-            done.set()
-
-    await broker.startup()
-    try:
-        cpu = time.process_time()
-        await kick_all(count, concurrency, noop.kiq)
-        await asyncio.wait_for(done.wait(), 300)
-        cpu = time.process_time() - cpu
-    finally:
-        await broker.shutdown()
-    return cpu / count * 1e6
+    run = await taskiq_throughput(broker, count, concurrency, receiver=False)
+    return run.cpu_us
 
 
 async def main() -> None:
