@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
 
 import aio_pika
 import aiormq
@@ -22,11 +20,14 @@ from pamqp.commands import Basic
 
 from taskiq_kit.delivery import Delivery
 from taskiq_kit.rabbit.connection import CONNECTION_ERRORS, RabbitConnection
+from taskiq_kit.rabbit.messages import (
+    attempt_of,
+    classic_attempt,
+    delivery_tag,
+    outgoing_of,
+)
 from taskiq_kit.rabbit.publisher import (
     ATTEMPT_HEADER,
-    QUEUE_HEADER,
-    TASK_HEADER,
-    Outgoing,
     Publisher,
 )
 from taskiq_kit.rabbit.settle import Settler, settle
@@ -212,7 +213,7 @@ class Consumer:
             returned.append((message, held_by))
         for message, held_by in returned:
             if not held_by.stale:
-                await held_by.nack(_tag(message))
+                await held_by.nack(delivery_tag(message))
         if returned:
             logger.info("Returned %d prefetched message(s) to their queues.", len(returned))
 
@@ -226,13 +227,13 @@ class Consumer:
             await settle(functools.partial(asyncio.wait_for, channel.close(), CLOSE_TIMEOUT))
 
     async def _on_message(self, queue: str, settler: Settler, message: DeliveredMessage) -> None:
-        tag = _tag(message)
+        tag = delivery_tag(message)
         settler.delivered(tag)
         headers = message.header.properties.headers or {}
         try:
             if self.topology.queue_type is QueueType.CLASSIC and bool(message.redelivered):
                 # Classic queues count nothing: resend with the count raised, then ack.
-                attempt = _classic_attempt(headers) + 1
+                attempt = classic_attempt(headers) + 1
                 await self._resend(message, settler, queue, attempt=attempt)
                 return
             due_at = self.publisher.due_at_of(headers)
@@ -249,7 +250,7 @@ class Consumer:
             ack=functools.partial(settler.ack_now, tag),
             ack_later=functools.partial(settler.ack, tag),
             dead_letter=functools.partial(self._dead_letter, message, settler, queue),
-            attempt=self._attempt(headers),
+            attempt=attempt_of(headers, self.topology.queue_type),
         )
         if remaining <= 0:
             self._ready.put_nowait((message, settler, delivery))
@@ -274,63 +275,22 @@ class Consumer:
         handle = loop.call_later(max(0.0, due_at - time.time()), release)
         self._held[handle] = (message, settler)
 
-    def _attempt(self, headers: dict[str, Any]) -> int:
-        if self.topology.queue_type is QueueType.QUORUM:
-            count = headers.get("x-delivery-count")
-            return int(count) + 1 if isinstance(count, int) else 1
-        return _classic_attempt(headers)
-
-    def _outgoing(self, message: DeliveredMessage, queue: str) -> Outgoing:
-        properties = message.header.properties
-        headers = dict(properties.headers or {})
-        headers.pop("x-delivery-count", None)
-        headers.pop("x-death", None)
-        return Outgoing(
-            body=message.body,
-            headers=headers,
-            queue=str(headers.get(QUEUE_HEADER) or queue),
-            task_name=str(headers.get(TASK_HEADER) or _task_name_of(message.body)),
-            task_id=properties.message_id,
-            priority=properties.priority,
-        )
-
     async def _resend(
         self, message: DeliveredMessage, settler: Settler, queue: str, *, attempt: int | None
     ) -> None:
-        out = self._outgoing(message, queue)
+        out = outgoing_of(message, queue)
         if attempt is not None:
             out.headers[ATTEMPT_HEADER] = attempt
         await self.publisher.send(out, self.publisher.due_at_of(out.headers))
-        await settler.ack_now(_tag(message))
+        await settler.ack_now(delivery_tag(message))
 
     async def _dead_letter(
         self, message: DeliveredMessage, settler: Settler, queue: str, reason: str
     ) -> None:
         try:
-            await self.publisher.dead_letter(self._outgoing(message, queue), reason)
+            await self.publisher.dead_letter(outgoing_of(message, queue), reason)
         except Exception:
             logger.exception("Cannot dead-letter a message; it is requeued.")
-            await settler.nack(_tag(message))
+            await settler.nack(delivery_tag(message))
             return
-        await settler.ack_now(_tag(message))
-
-
-def _tag(message: DeliveredMessage) -> int:
-    tag = message.delivery_tag
-    if tag is None:  # only basic.get-empty has none, never a consumer delivery
-        raise ValueError("a delivery without a delivery tag")
-    return tag
-
-
-def _task_name_of(body: bytes) -> str:
-    """The task name in a taskiq JSON body, for the dead-letter queue's readers; ``?`` if none."""
-    try:
-        name = json.loads(body).get("task_name")
-    except (ValueError, AttributeError):
-        return "?"
-    return name if isinstance(name, str) and name else "?"
-
-
-def _classic_attempt(headers: dict[str, Any]) -> int:
-    attempt = headers.get(ATTEMPT_HEADER)
-    return attempt if isinstance(attempt, int) and attempt > 0 else 1
+        await settler.ack_now(delivery_tag(message))
