@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, HeadersType
 from pamqp.commands import Basic
 
 from taskiq_kit.exceptions import BrokerNotAvailableError, UnroutableTaskError
+from taskiq_kit.rabbit.confirmed import publish_confirmed
 from taskiq_kit.rabbit.connection import CONNECTION_ERRORS, RabbitConnection
 from taskiq_kit.rabbit.delay import ladder_route, ladder_seconds
 from taskiq_kit.rabbit.topology import Declared, Topology
@@ -195,23 +196,21 @@ class Publisher:
         last: BaseException | str = "timed out"
         while (remaining := deadline - loop.time()) > 0:
             try:
-                # No wait_for (a task per kick) on the fast path: aiormq bounds the publish and
-                # the confirm by ``timeout``; only a lost connection is waited for separately.
-                # The hot path publishes on aio-pika's underlying aiormq channel: same frames,
-                # without building an aio-pika message per kick; ``wait=False`` skips waiting
-                # for the socket to drain (the confirm is what matters).
+                # The hot path publishes on aio-pika's underlying aiormq channel (no aio-pika
+                # message per kick), bounded by the deadline without a task or timeout context
+                # per kick; only a lost connection is waited for separately.
                 await self.connection.wait_connected(remaining)
                 if self._channel is None:
                     raise RuntimeError("the publisher is stopped")
                 channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
-                await channel.basic_publish(
+                await publish_confirmed(
+                    channel,
                     body,
                     exchange=exchange.name,
                     routing_key=routing_key,
                     properties=properties,
                     mandatory=mandatory,
                     timeout=deadline - loop.time(),
-                    wait=False,
                 )
             except aio_pika.exceptions.PublishError as exc:
                 raise UnroutableTaskError(

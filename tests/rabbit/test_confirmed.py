@@ -1,0 +1,213 @@
+"""The publisher's own confirmed publish (taskiq_kit.rabbit.confirmed) on the real RabbitMQ.
+
+Each publish must be told RabbitMQ's answer to *that* publish: the tests make RabbitMQ answer
+differently per message (a queue that refuses publishes beyond its length, unroutable messages
+among routable ones) and check every outcome against what the queue really holds. They run on
+the kit's publish and on aiormq's own ``basic_publish``, which must agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from importlib.metadata import version
+
+import aiormq
+import pytest
+from pamqp.commands import Basic
+
+from taskiq_kit import BrokerNotAvailableError, make_broker
+from taskiq_kit.rabbit import RabbitBroker, confirmed
+from taskiq_kit.rabbit.confirmed import publish_confirmed
+from tests.rabbit.harness import AMQP_URL, delete_topology, wait_until
+
+pytestmark = [pytest.mark.rabbit, pytest.mark.usefixtures("amqp_url")]
+
+
+@pytest.fixture(params=["kit", "aiormq"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run on the kit's publish, then on aiormq's ``basic_publish`` (the fallback)."""
+    if request.param == "aiormq":
+        monkeypatch.setattr(confirmed, "SUPPORTED", False)
+    elif not confirmed.SUPPORTED:
+        pytest.skip(f"aiormq {version('aiormq')}: the kit publishes through basic_publish")
+    return str(request.param)
+
+
+@pytest.fixture
+async def channel() -> AsyncIterator[aiormq.Channel]:
+    connection = await aiormq.connect(AMQP_URL)
+    try:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        yield channel
+    finally:
+        await connection.close()
+
+
+async def _publish(channel: aiormq.Channel, message_id: str | None, key: str, body: bytes) -> None:
+    await publish_confirmed(
+        channel,
+        body,
+        exchange="",
+        routing_key=key,
+        properties=Basic.Properties(message_id=message_id, delivery_mode=2),
+        mandatory=True,
+        timeout=10,
+    )
+
+
+async def _drain(channel: aiormq.Channel, queue: str) -> list[aiormq.abc.DeliveredMessage]:
+    got = []
+    while True:
+        message = await channel.basic_get(queue, no_ack=True)
+        if message.delivery_tag is None:  # GetEmpty
+            return got
+        got.append(message)
+
+
+def test_the_kit_publish_is_used_with_this_aiormq() -> None:
+    """Guards against a silent fallback: on aiormq 7 the kit's own publish must be on."""
+    if version("aiormq").split(".")[0] != "7":
+        pytest.skip("checked against aiormq 7 only")
+    assert confirmed.SUPPORTED
+
+
+async def test_each_publish_gets_its_own_ack_or_nack(
+    path: str,
+    channel: aiormq.Channel,
+    unique_name: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A queue of at most 5 messages that nacks publishes beyond, emptied by a consumer as it goes:
+    # whether RabbitMQ took a publish depends on when it reached it, so over many publishes a
+    # confirm matched to the wrong publish shows as a message received but reported refused, or
+    # the reverse.
+    queue = unique_name("capped")
+    await channel.queue_declare(
+        queue, arguments={"x-max-length": 5, "x-overflow": "reject-publish"}
+    )
+    received: list[str] = []
+    reader = await channel.connection.channel()
+    await reader.basic_qos(prefetch_count=5)
+
+    async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
+        received.append(str(message.header.properties.message_id))
+        await reader.basic_ack(message.delivery_tag)
+
+    await reader.basic_consume(queue, on_message)
+    waits = 0
+    put_by = confirmed._put_by
+
+    async def counting_put_by(*args: object) -> None:
+        nonlocal waits
+        waits += 1
+        await put_by(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(confirmed, "_put_by", counting_put_by)
+    acked: set[str] = set()
+    refused: set[str] = set()
+
+    async def publisher(n: int) -> None:
+        # One after another, so publishes join the write queue while others wait for room.
+        for k in range(20):
+            mid = f"m{n}-{k}"
+            try:
+                await _publish(channel, mid, queue, mid.encode())
+            except aiormq.exceptions.DeliveryError:
+                refused.add(mid)
+            else:
+                acked.add(mid)
+            await asyncio.sleep(0.001)  # leave the consumer time to make room now and then
+
+    try:
+        await asyncio.gather(*(publisher(n) for n in range(40)))
+        assert len(acked) + len(refused) == 800
+        # Both answers, many times over.
+        assert len(acked) > 10
+        assert len(refused) > 10
+        assert await wait_until(lambda: len(received) >= len(acked), 10)
+        await asyncio.sleep(0.1)  # nothing more arrives
+        assert sorted(received) == sorted(acked)
+        if path == "kit":
+            assert waits > 0  # publishes waited for room in the connection's write queue
+        assert not channel.message_id_delivery_tag
+        assert not [f for f in channel.confirmations.values() if not f.done()]
+    finally:
+        await channel.queue_delete(queue)
+
+
+async def test_unroutable_publishes_fail_and_their_neighbours_succeed(
+    path: str, channel: aiormq.Channel, unique_name: Callable[[str], str]
+) -> None:
+    queue, nowhere = unique_name("routable"), unique_name("nowhere")
+    await channel.queue_declare(queue)
+    try:
+        keys = [queue if n % 3 else nowhere for n in range(60)]
+        outcomes = await asyncio.gather(
+            *(_publish(channel, f"m{n}", key, b"x") for n, key in enumerate(keys)),
+            return_exceptions=True,
+        )
+        for key, out in zip(keys, outcomes, strict=True):
+            if key == nowhere:
+                assert isinstance(out, aiormq.exceptions.PublishError), out
+            else:
+                assert out is None, out
+        assert len(await _drain(channel, queue)) == keys.count(queue)
+    finally:
+        await channel.queue_delete(queue)
+
+
+async def test_large_bodies_and_messages_without_an_id(
+    path: str, channel: aiormq.Channel, unique_name: Callable[[str], str]
+) -> None:
+    queue = unique_name("big")
+    await channel.queue_declare(queue)
+    try:
+        # Larger than RabbitMQ's frame size: split over several body frames.
+        big = bytes(range(256)) * 2048
+        assert len(big) > channel.max_content_size
+        await _publish(channel, None, queue, big)
+        await _publish(channel, None, queue, b"")
+        # A return is matched by message id: one is made up when there is none.
+        with pytest.raises(aiormq.exceptions.PublishError):
+            await _publish(channel, None, unique_name("nowhere"), b"lost")
+        held = await _drain(channel, queue)
+        assert [m.body for m in held] == [big, b""]
+    finally:
+        await channel.queue_delete(queue)
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+async def test_a_kick_that_rabbitmq_never_confirms_fails_within_the_timeout(
+    path: str, unique_name: Callable[[str], str]
+) -> None:
+    # In a memory alarm RabbitMQ stops reading from publishing connections: no confirm comes.
+    broker = make_broker(
+        AMQP_URL, exchange=unique_name("x"), queue_name=unique_name("q"), publish_timeout=2
+    )
+    assert isinstance(broker, RabbitBroker)
+
+    @broker.task(task_name="stuck")
+    async def stuck() -> None:
+        return None
+
+    await broker.startup()
+    try:
+        _rabbitmqctl("set_vm_memory_high_watermark", "0")
+        try:
+            started = time.monotonic()
+            with pytest.raises(BrokerNotAvailableError):
+                await stuck.kiq()
+            assert time.monotonic() - started < 4
+        finally:
+            _rabbitmqctl("set_vm_memory_high_watermark", "0.4")
+        # The connection carries on once RabbitMQ reads again.
+        await stuck.kiq()
+    finally:
+        await broker.shutdown()
+        await delete_topology(broker)
