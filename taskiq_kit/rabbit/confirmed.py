@@ -50,33 +50,23 @@ async def _put_by(
         raise NotImplementedError
 
 
-def _cancelled_by_caller() -> bool:
-    """Whether the current task is being cancelled (not just a future it awaited)."""
+def _cancel_count() -> int:
+    """How many cancellations of the current task are pending (``Task.cancelling``)."""
     task = asyncio.current_task()
     if sys.version_info >= (3, 11):
-        return task is not None and task.cancelling() > 0
-    return True  # pragma: no cover - not SUPPORTED before 3.11
+        return 0 if task is None else task.cancelling()
+    return 0  # pragma: no cover - not SUPPORTED before 3.11
 
 
-def _frames(
-    channel: aiormq.Channel,
-    body: bytes,
-    *,
-    exchange: str,
-    routing_key: str,
-    properties: Basic.Properties,
-    mandatory: bool,
-) -> ChannelFrame:
-    """The method, header and body frames of one publish, marshalled as one write."""
-    size = channel.max_content_size
-    return ChannelFrame.marshall(
-        channel_number=channel.number,
-        frames=[
-            Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory),
-            ContentHeader(properties=properties, body_size=len(body)),
-            *(ContentBody(body[at : at + size]) for at in range(0, len(body), size)),
-        ],
-    )
+def body_frames(body: bytes, max_size: int) -> list[ContentBody]:
+    """``body`` cut into frames of at most ``max_size`` bytes (none for an empty body).
+
+    A size of 0 or less (a broker with no frame size limit) sends the body as one frame.
+    """
+    if not body:
+        return []
+    size = max_size if max_size > 0 else len(body)
+    return [ContentBody(body[at : at + size]) for at in range(0, len(body), size)]
 
 
 async def publish_confirmed(
@@ -92,9 +82,11 @@ async def publish_confirmed(
     """Publish ``body`` and wait for RabbitMQ's confirm, at most ``timeout`` seconds.
 
     Raises what ``basic_publish`` raises: ``aiormq.exceptions.PublishError`` for a returned
-    (unroutable) message, ``DeliveryError`` for a nack, ``TimeoutError``, and
-    ``ChannelInvalidStateError`` or the connection's error when the channel closes first. A
-    message without a message id gets a random one (returns are matched by it).
+    (unroutable) message, ``DeliveryError`` for a nack, ``TimeoutError`` (nothing is sent when
+    ``timeout`` is not positive), and ``ChannelInvalidStateError`` or the connection's error when
+    the channel closes first; a publish that aiormq abandons with a cancellation the caller did
+    not ask for (its connection torn down) raises ``ConnectionError`` instead. A message without
+    a message id gets a random one, as with ``basic_publish``: returns are matched by it.
     """
     if not SUPPORTED or not channel.publisher_confirms:
         return await channel.basic_publish(
@@ -106,20 +98,22 @@ async def publish_confirmed(
             timeout=timeout,
             wait=False,
         )
+    if timeout <= 0:
+        raise TimeoutError("no time left to publish")
     if channel.is_closed:
         raise ChannelInvalidStateError(f"{channel!r} closed")
-    if properties.message_id is None:
+    if not properties.message_id:  # pamqp does not send an empty one: a return could not match
         properties.message_id = uuid.uuid4().hex
     message_id = properties.message_id
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    frames = _frames(
-        channel,
-        body,
-        exchange=exchange,
-        routing_key=routing_key,
-        properties=properties,
-        mandatory=mandatory,
+    frames = ChannelFrame.marshall(
+        channel_number=channel.number,
+        frames=[
+            Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory),
+            ContentHeader(properties=properties, body_size=len(body)),
+            *body_frames(body, channel.max_content_size),
+        ],
     )
     queue = channel.write_queue
     if queue.full():
@@ -144,13 +138,16 @@ async def publish_confirmed(
         timed_out = True
         confirmation.cancel()  # aiormq ignores a late confirm of a cancelled publish
 
+    cancels_before = _cancel_count()
     timer = loop.call_at(deadline, expire)
     try:
         result: ConfirmationFrameType | None = await confirmation
     except asyncio.CancelledError:
-        if timed_out and not _cancelled_by_caller():
+        if _cancel_count() > cancels_before:
+            raise  # the caller's own cancellation
+        if timed_out:
             raise TimeoutError(f"no confirm from RabbitMQ within {timeout:g} s") from None
-        raise
+        raise ConnectionError("the channel closed before RabbitMQ confirmed the publish") from None
     finally:
         timer.cancel()
         if returns.get(message_id) == tag:

@@ -9,6 +9,7 @@ the kit's publish and on aiormq's own ``basic_publish``, which must agree.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -46,7 +47,9 @@ async def channel() -> AsyncIterator[aiormq.Channel]:
         await connection.close()
 
 
-async def _publish(channel: aiormq.Channel, message_id: str | None, key: str, body: bytes) -> None:
+async def _publish(
+    channel: aiormq.Channel, message_id: str | None, key: str, body: bytes, timeout: float = 10
+) -> None:
     await publish_confirmed(
         channel,
         body,
@@ -54,7 +57,7 @@ async def _publish(channel: aiormq.Channel, message_id: str | None, key: str, bo
         routing_key=key,
         properties=Basic.Properties(message_id=message_id, delivery_mode=2),
         mandatory=True,
-        timeout=10,
+        timeout=timeout,
     )
 
 
@@ -89,7 +92,9 @@ async def test_each_publish_gets_its_own_ack_or_nack(
         queue, arguments={"x-max-length": 5, "x-overflow": "reject-publish"}
     )
     received: list[str] = []
-    reader = await channel.connection.channel()
+    # On a connection of its own, so its acks do not queue behind the publishes.
+    reading = await aiormq.connect(AMQP_URL)
+    reader = await reading.channel()
     await reader.basic_qos(prefetch_count=5)
 
     async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
@@ -135,6 +140,7 @@ async def test_each_publish_gets_its_own_ack_or_nack(
         assert not channel.message_id_delivery_tag
         assert not [f for f in channel.confirmations.values() if not f.done()]
     finally:
+        await reading.close()
         await channel.queue_delete(queue)
 
 
@@ -170,13 +176,43 @@ async def test_large_bodies_and_messages_without_an_id(
         assert len(big) > channel.max_content_size
         await _publish(channel, None, queue, big)
         await _publish(channel, None, queue, b"")
-        # A return is matched by message id: one is made up when there is none.
-        with pytest.raises(aiormq.exceptions.PublishError):
-            await _publish(channel, None, unique_name("nowhere"), b"lost")
+        # A return is matched by message id: one is made up when there is none (pamqp does not
+        # send an empty one either).
+        for no_id in (None, ""):
+            with pytest.raises(aiormq.exceptions.PublishError):
+                await _publish(channel, no_id, unique_name("nowhere"), b"lost")
+        # No time left: nothing is sent.
+        with pytest.raises(TimeoutError):
+            await _publish(channel, "late", queue, b"late", timeout=0)
         held = await _drain(channel, queue)
         assert [m.body for m in held] == [big, b""]
     finally:
         await channel.queue_delete(queue)
+
+
+async def _unconfirmed_publishes(channel: aiormq.Channel, queue: str) -> None:
+    """A publish RabbitMQ never confirms times out, or fails as the connection closes."""
+    # RabbitMQ takes the publish that makes it block the connection; the later ones wait.
+    with contextlib.suppress(TimeoutError):
+        await _publish(channel, "first", queue, b"x", timeout=0.3)
+
+    async def after_a_swallowed_cancel() -> None:
+        # Code that caught a CancelledError without uncancel(): the timeout is still a timeout.
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
+        with pytest.raises(TimeoutError):
+            await _publish(channel, "t", queue, b"x", timeout=0.3)
+
+    await asyncio.create_task(after_a_swallowed_cancel())
+    pending = asyncio.create_task(_publish(channel, "c", queue, b"x"))
+    await asyncio.sleep(0.3)
+    await channel.connection.close()
+    # aiormq ends it with a CancelledError nobody asked for: the kick sees a connection error.
+    with pytest.raises(ConnectionError):
+        await pending
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -197,6 +233,11 @@ async def test_a_kick_that_rabbitmq_never_confirms_fails_within_the_timeout(
         return None
 
     await broker.startup()
+    # Connected before the alarm: RabbitMQ blocks a connection once it publishes in one.
+    connection = await aiormq.connect(AMQP_URL)
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    queue = unique_name("direct")
+    await channel.queue_declare(queue, auto_delete=True)
     try:
         _rabbitmqctl("set_vm_memory_high_watermark", "0")
         try:
@@ -204,10 +245,13 @@ async def test_a_kick_that_rabbitmq_never_confirms_fails_within_the_timeout(
             with pytest.raises(BrokerNotAvailableError):
                 await stuck.kiq()
             assert time.monotonic() - started < 4
+            if path == "kit":
+                await _unconfirmed_publishes(channel, queue)
         finally:
             _rabbitmqctl("set_vm_memory_high_watermark", "0.4")
         # The connection carries on once RabbitMQ reads again.
         await stuck.kiq()
     finally:
+        await connection.close()
         await broker.shutdown()
         await delete_topology(broker)
