@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from taskiq import TaskiqDepends
 
 from taskiq_kit import TaskStatus, get_status, get_task_record, make_broker
@@ -125,6 +126,34 @@ async def test_make_broker_with_redis_results(redis_url: str, backend_kind: str)
         await broker.shutdown()
         if task_id:
             await delete_redis_keys(redis_url, f"taskiq-kit:{{{task_id}}}:*")
+
+
+async def test_make_broker_with_a_result_key_prefix(redis_url: str) -> None:
+    # Several apps sharing one Redis keep their records apart by prefix.
+    prefix = f"app-{uuid.uuid4().hex[:8]}"
+    broker = make_broker(
+        "memory://", result_url=redis_url, result_ttl=30, result_options={"prefix": prefix}
+    )
+    await broker.startup()
+    try:
+
+        @broker.task(task_name=f"triple-{uuid.uuid4().hex}")
+        async def triple(x: int) -> int:
+            return 3 * x
+
+        task = await triple.kiq(7)
+        assert (await task.wait_result(timeout=10)).return_value == 21
+        assert await wait_final(broker, task.task_id) is TaskStatus.SUCCESS
+        client = Redis.from_url(redis_url)
+        try:
+            keys = sorted(k.decode() for k in await client.keys(f"*{task.task_id}*"))
+        finally:
+            await client.aclose()
+        assert keys
+        assert all(key.startswith(f"{prefix}:{{{task.task_id}}}:") for key in keys), keys
+    finally:
+        await broker.shutdown()
+        await delete_redis_keys(redis_url, f"{prefix}:*")
 
 
 def test_backends_need_started(backend_kind: str) -> None:

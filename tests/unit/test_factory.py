@@ -10,6 +10,7 @@ import pytest
 
 from taskiq_kit import InvalidURLError, KitSettings, MemoryBroker, MissingExtraError, make_broker
 from taskiq_kit._compat import require
+from taskiq_kit.results.codec import PickleCodec
 from taskiq_kit.urls import redact
 
 SECRET = "s3cr3t-pa55"
@@ -117,3 +118,15 @@ def test_transport_import_without_its_extra(module: str, blocked: str, extra: st
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert f"pip install taskiq-kit[{extra}]" in out.stdout
+
+
+def test_result_options_reach_the_result_backend() -> None:
+    broker = make_broker("memory://", result_options={"serializer": "pickle"})
+    assert isinstance(broker.result_backend.codec, PickleCodec)
+    with pytest.raises(TypeError, match="no_such_result_option"):
+        make_broker("memory://", result_options={"no_such_result_option": 1})
+
+
+def test_a_result_backend_option_points_to_result_url_and_result_options() -> None:
+    with pytest.raises(TypeError, match="result_options="):
+        make_broker("memory://", result_backend=object())
