@@ -4,8 +4,11 @@ How to run (nothing else needed):
 
     python examples/e01_quickstart.py
 
-Set ``TASKIQ_KIT_BROKER_URL`` to ``amqp://...`` or ``redis://...`` to kick into a real broker
-instead, and run ``taskiq worker examples.e01_quickstart:broker`` beside it.
+To kick into a real broker instead, run ``taskiq worker examples.e01_quickstart:broker`` beside
+it with the same environment: ``TASKIQ_KIT_BROKER_URL=redis://127.0.0.1:6379/0`` (status and
+results live in the same Redis), or ``TASKIQ_KIT_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/``
+together with ``TASKIQ_KIT_RESULT_URL=redis://127.0.0.1:6379/0`` (a store both processes reach;
+without it the status stays in the worker's memory and this script cannot see it).
 """
 
 from __future__ import annotations

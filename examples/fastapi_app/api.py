@@ -4,6 +4,7 @@ How to run (one process, tasks run in the API process on ``memory://``)::
 
     uvicorn examples.fastapi_app.api:app
     curl -X POST localhost:8000/crunch -H 'Authorization: Bearer dev-token'
+    curl -X POST localhost:8000/fail -H 'Authorization: Bearer dev-token'
     curl localhost:8000/tasks/<task_id> -H 'Authorization: Bearer dev-token'
     curl -N localhost:8000/tasks/<task_id>/events -H 'Authorization: Bearer dev-token'
 
@@ -23,7 +24,7 @@ from fastapi import Depends, FastAPI, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from examples.fastapi_app.tasks import broker, crunch
+from examples.fastapi_app.tasks import broker, crunch, fail
 from taskiq_kit.fastapi import TaskClientDep, kit_lifespan, tasks_router
 
 _bearer = HTTPBearer(auto_error=False)
@@ -74,6 +75,22 @@ async def start_crunch(tasks: TaskClientDep, body: CrunchIn | None = None) -> Ki
     handle = await tasks.kick(
         crunch, steps=body.steps, step_seconds=body.step_seconds, delay=body.delay
     )
+    return Kicked(task_id=handle.task_id)
+
+
+class FailIn(BaseModel):
+    message: str = Field(default="it went wrong on purpose", max_length=200)
+
+
+@app.post(
+    "/fail",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Depends(verify_token)],
+)
+async def start_fail(tasks: TaskClientDep, body: FailIn | None = None) -> Kicked:
+    """Start a task that fails on purpose; its error shows at ``/tasks/{task_id}``."""
+    body = body or FailIn()
+    handle = await tasks.kick(fail, body.message)
     return Kicked(task_id=handle.task_id)
 
 

@@ -113,3 +113,11 @@ async def test_example_app_over_http(
             assert aborted.json()["outcome"] == "aborted_while_running"
             assert (await http.delete(f"/tasks/{long['task_id']}", headers=AUTH)).status_code == 409
             assert (await http.get("/tasks/never-kicked/result", headers=AUTH)).status_code == 404
+
+            failing = await http.post("/fail", json={"message": "no such order"}, headers=AUTH)
+            assert failing.status_code == 202, failing.text
+            failed_id = failing.json()["task_id"]
+            await wait_for(http, failed_id, "failure")
+            info = (await http.get(f"/tasks/{failed_id}", headers=AUTH)).json()
+            assert info["error"]["type"] == "ValueError"
+            assert info["error"]["message"] == "no such order"
