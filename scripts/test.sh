@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what the tests need into .venv, make sure the servers run, then run the whole test suite.
-# Extra arguments go to pytest. pytest's "no tests collected" (exit 5) is a failure here.
+# Install what the tests need into .venv, make sure the servers run, then run the whole test suite:
+# the default suite, then the slow one. Extra arguments go to one pytest run instead.
+# pytest's "no tests collected" (exit 5) is a failure here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,12 +11,26 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade "pip>=25.1"
 .venv/bin/python -m pip install --quiet -e . --group dev
 bash scripts/services.sh
-set +e
-.venv/bin/python -m pytest "$@"
-rc=$?
-set -e
-if [ "$rc" -eq 5 ]; then
-  echo "scripts/test.sh: pytest collected no tests; that is a failure" >&2
-  exit 1
+run_pytest() {  # pytest's "no tests collected" (exit 5) fails the run
+  local rc
+  set +e
+  .venv/bin/python -m pytest "$@"
+  rc=$?
+  set -e
+  if [ "$rc" -eq 5 ]; then
+    echo "scripts/test.sh: pytest collected no tests ($*); that is a failure" >&2
+    return 1
+  fi
+  return "$rc"
+}
+
+if [ "$#" -gt 0 ]; then
+  run_pytest "$@"
+  exit $?
 fi
-exit "$rc"
+# The default suite (kept under 10 minutes), then the slow one (fault, restart and process
+# tests marked `slow`); both must pass.
+status=0
+run_pytest -m "not slow" || status=1
+run_pytest -m slow || status=1
+exit "$status"

@@ -1,8 +1,10 @@
 """The delivery gate: what every kit broker checks before a message reaches taskiq's Receiver.
 
-taskiq's Receiver acknowledges (drops) messages it cannot parse or whose task it does not know.
-The kit sends those to the transport's dead-letter queue instead, refuses messages delivered too
-many times (a task that keeps killing workers), and drops expired and aborted tasks, recording why.
+taskiq's Receiver acknowledges (drops) messages it cannot parse or whose task it does not know,
+and leaves unsettled for ever one whose ``ack_type`` it cannot read. The kit sends those to the
+transport's dead-letter queue instead, with a reason; refuses messages that started too many
+times without finishing (a task that keeps killing workers); and drops expired and aborted
+tasks, recording why. Store outages are waited out here, never raised into the Receiver.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from taskiq.message import TaskiqMessage
 
 from taskiq_kit.labels import KICKED_AT, RETRIES, label_float, read_timing
 from taskiq_kit.results.status import TaskRecord, TaskStatus
+from taskiq_kit.validation import check_message, shown
 
 if TYPE_CHECKING:
     from taskiq_kit.base import KitBroker
@@ -29,6 +32,9 @@ logger = logging.getLogger("taskiq_kit.delivery")
 
 #: Label taskiq's ``Context.requeue()`` increments; a requeued message must run again.
 _REQUEUE = "X-Taskiq-requeue"
+#: With a shared store the record counts runs; the transport's delivery count is then only a
+#: backstop, past this many times ``max_attempts``.
+BACKSTOP_FACTOR = 4
 
 
 def _already_completed(record: TaskRecord, message: TaskiqMessage) -> bool:
@@ -56,12 +62,17 @@ class Delivery:
         ack: settles the message as done; it may return ``None`` when it settles without waiting
             (a transport batching its acknowledgements).
         dead_letter: moves the message to the dead-letter queue with a reason, and settles it.
-        attempt: how many times this message has been delivered, this time included.
+        attempt: how many times the transport has delivered this message, this time included,
+            as counted by the server (never a header a publisher could set); 1 when unknown.
+            Only a backstop: the task record counts the runs that matter (see
+            :class:`DeliveryGate`).
         ack_later: settles the message as done, possibly a few milliseconds later, batched with
             others (``None``: the transport has no such thing). Used only for acks asked for
             after the task's result was saved; an ack asked for earlier (``ack_type``
             ``when_received`` / ``when_executed``) must not be delayed, since a crash in
             between would run the task again.
+        defect: why the transport could not make a message of what it received (e.g. a Redis
+            stream entry without a ``data`` field); such a delivery is dead-lettered as is.
 
     """
 
@@ -70,12 +81,17 @@ class Delivery:
     dead_letter: Callable[[str], Awaitable[None]]
     attempt: int = 1
     ack_later: Callable[[], Awaitable[None] | None] | None = None
+    defect: str | None = None
 
 
 class _Drop(NamedTuple):
-    """A message settled without running; ``record_as``: the status to record, if any."""
+    """A message settled without running.
 
-    record_as: TaskStatus | None
+    ``record_as``: the status to record, if any; ``poison``: why it goes to the dead letters.
+    """
+
+    record_as: TaskStatus | None = None
+    poison: str | None = None
 
 
 class HandoffFormatter(ProxyFormatter):
@@ -106,22 +122,38 @@ class HandoffFormatter(ProxyFormatter):
 
 
 class DeliveryGate:
-    """Admits deliveries to the Receiver, dead-lettering or dropping the ones that must not run."""
+    """Admits deliveries to the Receiver, dead-lettering or dropping the ones that must not run.
 
-    #: Task ids remembered as "result saved" at most; beyond, the memory is cleared (acks of
-    #: forgotten ids are then written at once: the safe side).
+    A message is dead-lettered, with a reason, when taskiq could not run it (see
+    :func:`~taskiq_kit.validation.check_message`), and when its record says it *started*
+    ``max_attempts`` times without finishing (it keeps killing its worker). Runs of a message
+    that started before without finishing are numbered here for the status middleware, which
+    makes them run alone (see :mod:`taskiq_kit.isolation`), so that only a task that kills its
+    worker when alone reaches the limit. The transport's delivery count is a backstop only:
+    past ``max_attempts`` with a process-local store (which a dying worker takes with it), past
+    ``BACKSTOP_FACTOR`` times that otherwise (a dying worker's prefetched messages are counted
+    there too). Expired and aborted tasks are dropped, their status recorded.
+    """
+
+    #: Task ids remembered as "result saved" (and runs numbered) at most; beyond, the memory is
+    #: cleared (acks of forgotten ids are then written at once, runs counted as first runs).
     _MAX_SAVED = 10_000
 
     def __init__(self, broker: KitBroker, *, max_attempts: int) -> None:
         self.broker = broker
         self.max_attempts = max_attempts
         self._saved: set[str] = set()
+        self._runs: dict[str, int] = {}
 
     def result_saved(self, task_id: str) -> None:
         """Note that the result of the admitted run of ``task_id`` is saved (its ack may wait)."""
         if len(self._saved) >= self._MAX_SAVED:
             self._saved.clear()
         self._saved.add(task_id)
+
+    def run_number(self, task_id: str) -> int:
+        """The number of the run of ``task_id`` about to start (1 unless earlier ones died)."""
+        return self._runs.pop(task_id, 1) if self._runs else 1
 
     def _settle(self, delivery: Delivery, task_id: str) -> Awaitable[None] | None:
         """The Receiver's ack: batched when the result is saved, else written at once."""
@@ -132,17 +164,29 @@ class DeliveryGate:
         return delivery.ack()
 
     async def admit(self, delivery: Delivery) -> AckableMessage | None:
-        """Return the message for the Receiver, or ``None`` when it was settled here."""
+        """Return the message for the Receiver, or ``None`` when it was settled here.
+
+        Never raises (but for a cancellation): an error here would end the worker's loop.
+        """
         try:
-            message = self.broker.formatter.loads(delivery.data)
-        except Exception as exc:  # noqa: BLE001 - any parse failure makes it poison
-            await self._dead_letter(delivery, f"unparseable message: {type(exc).__name__}: {exc}")
+            return await self._admit(delivery)
+        except Exception as exc:
+            logger.exception("The delivery gate failed on a message; dead-lettering it.")
+            try:
+                await delivery.dead_letter(f"delivery gate error: {type(exc).__name__}")
+            except Exception:
+                logger.exception("Cannot dead-letter the message; it is left unsettled.")
             return None
-        poison = self._poison_reason(message, delivery.attempt)
-        if poison is not None:
-            await self._dead_letter(delivery, poison)
+
+    async def _admit(self, delivery: Delivery) -> AckableMessage | None:
+        if delivery.defect is not None:
+            await self._dead_letter(delivery, delivery.defect, None)
             return None
-        drop = await self._drop(message)
+        message, problem = check_message(self.broker, delivery.data)
+        if message is None or problem is not None:
+            await self._dead_letter(delivery, problem or "unparseable message", None)
+            return None
+        drop = await self._verdict(message, delivery.attempt)
         if drop is None:
             formatter = self.broker.formatter
             if isinstance(formatter, HandoffFormatter):
@@ -152,6 +196,9 @@ class DeliveryGate:
             self._saved.discard(message.task_id)  # only a save after this admission counts
             ack = functools.partial(self._settle, delivery, message.task_id)
             return AckableMessage(data=delivery.data, ack=ack)
+        if drop.poison is not None:
+            await self._dead_letter(delivery, drop.poison, message.task_id)
+            return None
         if drop.record_as is not None:
             now = time.time()
             fields = {"status": drop.record_as, "finished_at": now, "updated_at": now}
@@ -161,30 +208,28 @@ class DeliveryGate:
             await settled
         return None
 
-    def _poison_reason(self, message: TaskiqMessage, attempt: int) -> str | None:
-        """Why a parsed message must go to the dead-letter queue, if it must."""
-        if self.broker.find_task(message.task_name) is None:
-            return f"unknown task {message.task_name!r}: is its module imported by the worker?"
-        if attempt > self.max_attempts:
-            return (
-                f"delivered {attempt} times without completing "
-                f"(limit {self.max_attempts}); it may be crashing its worker"
-            )
-        return None
-
-    async def _drop(self, message: TaskiqMessage) -> _Drop | None:
-        """Why a message must not run (and the status to record), or ``None`` to run it."""
+    async def _verdict(self, message: TaskiqMessage, attempt: int) -> _Drop | None:
+        """Why a valid message must not run, or ``None`` to run it (its run numbered)."""
         if read_timing(message.labels).expired(time.time()):
             logger.info(
                 "Task %s (%s) expired before it ran; dropped.", message.task_id, message.task_name
             )
             return _Drop(TaskStatus.EXPIRED)
-        record = await self.broker.result_backend.get_record(message.task_id)
-        if record is None:
-            return None
+        backend = self.broker.result_backend
+        limit = self.max_attempts * (1 if backend.process_local else BACKSTOP_FACTOR)
+        if attempt > limit:
+            return _Drop(
+                poison=f"delivered {attempt} times without completing (limit {limit}); "
+                "it may be crashing its worker"
+            )
+        record = await self._read_record(message.task_id)
+        return None if record is None else self._judge(message, record)
+
+    def _judge(self, message: TaskiqMessage, record: TaskRecord) -> _Drop | None:
+        """What the record says of a message: drop it, dead-letter it, or run it (numbered)."""
         if _already_completed(record, message):
             logger.info("Task %s already completed this kick; duplicate dropped.", message.task_id)
-            return _Drop(record_as=None)  # its record already tells the outcome
+            return _Drop()  # its record already tells the outcome
         if record.abort_requested_at is not None:
             logger.info(
                 "Task %s (%s) was aborted before it ran; dropped.",
@@ -192,14 +237,43 @@ class DeliveryGate:
                 message.task_name,
             )
             return _Drop(TaskStatus.ABORTED)
+        if record.status is TaskStatus.STARTED:
+            started = max(record.runs, 1)  # started, never finished: its worker died
+            if started >= self.max_attempts:
+                return _Drop(
+                    poison=f"started {started} times without finishing "
+                    f"(limit {self.max_attempts}); it may be crashing its worker"
+                )
+            if len(self._runs) >= self._MAX_SAVED:
+                self._runs.clear()
+            self._runs[message.task_id] = started + 1
         return None
 
-    async def _record(self, message: TaskiqMessage, fields: dict[str, Any]) -> None:
-        try:
-            await self.broker.result_backend.write_status(message.task_id, fields)
-        except Exception:
-            logger.exception("Cannot record the status of task %s.", message.task_id)
+    async def _read_record(self, task_id: str) -> TaskRecord | None:
+        """The task's record, waiting out a store outage.
 
-    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
-        logger.warning("Message sent to the dead-letter queue: %s", reason)
+        ``None`` when there is none, or it cannot be read (the message then runs, unchecked).
+        """
+        backend = self.broker.result_backend
+        try:
+            return await backend.store_guard.call(backend.get_record, task_id)
+        except Exception as exc:  # noqa: BLE001 - a broken record must not stop the worker
+            logger.warning("Cannot read the record of task %s (%s).", task_id, type(exc).__name__)
+            return None
+
+    async def _record(self, message: TaskiqMessage, fields: dict[str, Any]) -> None:
+        backend = self.broker.result_backend
+        try:
+            await backend.store_guard.call(backend.write_status, message.task_id, fields)
+        except Exception as exc:  # noqa: BLE001 - the drop stands; only the record is missing
+            logger.warning(
+                "Cannot record the status of task %s (%s).", message.task_id, type(exc).__name__
+            )
+
+    async def _dead_letter(self, delivery: Delivery, reason: str, task_id: str | None) -> None:
+        logger.warning(
+            "Message%s sent to the dead-letter queue: %s",
+            "" if task_id is None else f" of task {shown(task_id)}",
+            reason,
+        )
         await delivery.dead_letter(reason)

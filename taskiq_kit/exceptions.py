@@ -74,6 +74,41 @@ class BrokerNotAvailableError(TaskiqKitError, SendTaskError):
     reason: str
 
 
+class TopologyConflictError(TaskiqKitError, SendTaskError):
+    """RabbitMQ already has an exchange or queue of this name, declared with other arguments.
+
+    Retrying does not help: either the existing object goes (drain and delete it) or the kit uses
+    other names (``exchange=...``, ``queue_name=...``).
+    """
+
+    __template__ = (
+        "RabbitMQ refused to declare the kit's topology: {reason}. An exchange or queue of that "
+        "name already exists with other settings (often left by another broker, such as "
+        "taskiq-aio-pika, on the same virtual host). Give the kit names of its own "
+        "(make_broker(..., exchange='...', queue_name='...')), or move the old object's messages "
+        "elsewhere and delete it (`rabbitmqctl delete_queue NAME` / `delete_exchange NAME`)"
+    )
+    reason: str
+
+
+class AccessRefusedError(BrokerNotAvailableError):
+    """The server answered but refused the connection: credentials, virtual host or database.
+
+    Retrying does not help: the URL (or the server's configuration) must change.
+    """
+
+    __template__ = "{target} refused the connection: {reason}"
+    timeout: float = 0.0
+
+
+class ResultStoreNotAvailableError(BrokerNotAvailableError, ResultBackendError):
+    """The result store (Redis, PostgreSQL) could not be reached in time.
+
+    A kick records the task's status before it sends the task, so a store that is down fails
+    the kick too: this error is a :class:`BrokerNotAvailableError`.
+    """
+
+
 class UnroutableTaskError(TaskiqKitError, SendTaskError):
     """The broker accepted no queue for a kicked task (nothing is bound to its routing key)."""
 
@@ -96,6 +131,18 @@ class NotAKitBrokerError(TaskiqKitError, TypeError):
         "{broker} keeps no task status or abort state: build it with taskiq_kit.make_broker()"
     )
     broker: str
+
+
+class NotAKitResultBackendError(TaskiqKitError, TypeError):
+    """A kit broker was given a result backend that keeps no task status or abort state."""
+
+    __template__ = (
+        "{backend} is not a taskiq-kit result backend: a kit broker keeps task status, progress "
+        "and abort tombstones in its result store. Pass result_url= (redis://, postgresql://) "
+        "and result_options= to make_broker(), or give with_result_backend() a backend made by "
+        "taskiq_kit.make_result_backend(url)"
+    )
+    backend: str
 
 
 class TaskAbortedError(TaskiqKitError):
@@ -230,4 +277,27 @@ class RedisSettingError(TaskiqKitError, ValueError):
     __template__ = "invalid Redis broker setting {setting}={value!r}: {reason}"
     setting: str
     value: object
+    reason: str
+
+
+# Options of make_broker.
+
+
+class UnknownOptionError(TaskiqKitError, TypeError):
+    """``make_broker`` got a keyword option the broker or result store does not take."""
+
+    __template__ = "{target} has no option {option!r}; valid options: {valid}"
+    target: str
+    option: str
+    valid: str
+
+
+class InvalidOptionError(TaskiqKitError, ValueError, TypeError):
+    """An option of ``make_broker`` (or a ``TASKIQ_KIT_*`` setting) has a wrong type or value.
+
+    It is both a ``ValueError`` and a ``TypeError``, so either ``except`` clause catches it.
+    """
+
+    __template__ = "invalid option {option}: {reason}"
+    option: str
     reason: str

@@ -1,21 +1,59 @@
-"""The kit's kicker: ``kiq()`` raises the kit's typed send errors as themselves."""
+"""The kit's kicker and task handle.
+
+``kiq()`` raises the kit's typed send errors as themselves, and returns a :class:`KitTask`,
+which reads a failed or aborted result without trying to parse its (absent) return value.
+"""
 
 from __future__ import annotations
 
+import logging
 from copy import copy
 from typing import Any, ParamSpec, TypeVar
 
+from taskiq.compat import parse_obj_as
 from taskiq.decor import AsyncTaskiqDecoratedTask
-from taskiq.exceptions import SendTaskError
+from taskiq.exceptions import ResultGetError, SendTaskError
 from taskiq.kicker import AsyncKicker
+from taskiq.result import TaskiqResult
+from taskiq.task import AsyncTaskiqTask
 
 from taskiq_kit.exceptions import BrokerNotAvailableError, UnroutableTaskError
+
+logger = logging.getLogger("taskiq_kit")
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 #: Send errors of the kit that ``kiq()`` raises as themselves (each is a ``SendTaskError``).
 TYPED_SEND_ERRORS = (BrokerNotAvailableError, UnroutableTaskError)
+
+
+class KitTask(AsyncTaskiqTask[_R]):
+    """taskiq's task handle, except that only a successful result's value is parsed.
+
+    taskiq parses every result's return value into the task's return type; a failed or
+    aborted task has none, so taskiq warns "Cannot parse return type" on each of them.
+    """
+
+    async def get_result(self, with_logs: bool = False) -> TaskiqResult[_R]:
+        """The task's result; see taskiq's ``AsyncTaskiqTask.get_result``.
+
+        Raises:
+            ResultGetError: when the result cannot be read from the result backend.
+
+        """
+        try:
+            result = await self.result_backend.get_result(self.task_id, with_logs=with_logs)
+        except Exception as exc:
+            raise ResultGetError from exc
+        if self.return_type is not None and not result.is_err:
+            try:
+                result.return_value = parse_obj_as(self.return_type, result.return_value)
+            except ValueError:
+                logger.warning(
+                    "Cannot parse the result of task %s into %s.", self.task_id, self.return_type
+                )
+        return result
 
 
 class KitKicker(AsyncKicker[_P, _R]):
@@ -25,18 +63,29 @@ class KitKicker(AsyncKicker[_P, _R]):
     :class:`~taskiq_kit.exceptions.UnroutableTaskError` and
     :class:`~taskiq_kit.exceptions.BrokerNotAvailableError` are ``SendTaskError`` subclasses, so
     raising them unwrapped keeps ``except SendTaskError`` working and lets callers catch the
-    precise case.
+    precise case. A task id that breaks the kit's rule (see ``with_task_id``) raises
+    :class:`~taskiq_kit.exceptions.InvalidTaskIdError` before anything is sent.
     """
 
     async def kiq(self, *args: _P.args, **kwargs: _P.kwargs) -> Any:
-        """Send the task; see taskiq's ``AsyncKicker.kiq``."""
+        """Send the task; see taskiq's ``AsyncKicker.kiq``.
+
+        Returns:
+            A :class:`KitTask` to wait for the result.
+
+        Raises:
+            InvalidTaskIdError: when the id given to ``with_task_id`` breaks the kit's rule.
+            SendTaskError: when the task could not be sent (the kit's subclasses as themselves).
+
+        """
         try:
-            return await super().kiq(*args, **kwargs)
+            task = await super().kiq(*args, **kwargs)
         except SendTaskError as exc:
             cause = exc.__cause__
             if isinstance(cause, TYPED_SEND_ERRORS):
                 raise cause from cause.__cause__
             raise
+        return KitTask(task.task_id, task.result_backend, task.return_type)
 
 
 class KitDecoratedTask(AsyncTaskiqDecoratedTask[_P, _R]):

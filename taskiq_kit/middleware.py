@@ -13,6 +13,7 @@ from taskiq.utils import maybe_awaitable
 
 from taskiq_kit.abort.middleware import AbortMiddleware
 from taskiq_kit.labels import TimingMiddleware
+from taskiq_kit.results.api import check_task_id
 from taskiq_kit.results.status import StatusMiddleware
 
 
@@ -50,7 +51,15 @@ class KitMiddleware(TaskiqMiddleware):
             await maybe_awaitable(part.shutdown())
 
     async def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
-        """Validate the timing labels, then record the task as pending / scheduled / retrying."""
+        """Check the task id and timing labels; record the task as pending / scheduled / retrying.
+
+        Raises:
+            InvalidTaskIdError: for an id (``with_task_id``) that get_status, abort_task and the
+                router could not look up.
+            InvalidDelayError: for a timing label that cannot be honoured.
+
+        """
+        check_task_id(message.task_id)
         return await self.status.pre_send(self.timing.pre_send(message))
 
     async def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:

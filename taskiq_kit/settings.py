@@ -12,7 +12,9 @@ class KitSettings(BaseSettings):
     """Configuration of a kit broker.
 
     Every field can be set from the environment, e.g. ``TASKIQ_KIT_BROKER_URL`` or
-    ``TASKIQ_KIT_RESULT_TTL``. URLs are secrets: their passwords never show in reprs.
+    ``TASKIQ_KIT_RESULT_TTL``. :func:`taskiq_kit.make_broker` reads them for whatever its call
+    leaves out (or takes a ``settings=`` object instead). URLs are secrets: their passwords
+    never show in reprs.
 
     Attributes:
         broker_url: where tasks are sent: ``amqp://``, ``redis://`` or ``memory://``.
@@ -20,7 +22,8 @@ class KitSettings(BaseSettings):
             the broker URL (see :func:`taskiq_kit.make_broker`).
         result_ttl: seconds results and status records are kept after their last update;
             ``None`` keeps them until deleted.
-        connect_timeout: seconds a kick or a start-up may wait for the broker before it fails.
+        connect_timeout: seconds to wait for a connection to the broker or the result store
+            before start-up (or a kick) fails.
         max_delivery_attempts: deliveries of one message before it goes to the dead-letter queue.
 
     """

@@ -1,24 +1,54 @@
 """Parsing and redaction of broker and result URLs.
 
-Passwords never leave this module in clear: :func:`redact` is what reprs, errors
-and logs show.
+Passwords never leave this module in clear: :func:`redact` is what reprs, errors and logs show,
+and :func:`scrub` takes the password out of a driver's error text before the kit repeats it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from taskiq_kit.exceptions import InvalidURLError
 
 BROKER_SCHEMES = ("amqp", "amqps", "redis", "rediss", "memory")
 RESULT_SCHEMES = ("redis", "rediss", "postgresql", "postgres", "memory")
 
+#: Query parameters holding secrets (``?password=`` works with redis-py and asyncpg).
+_QUERY_SECRET = re.compile(r"([?&;][^=&;#]*(?:pass|secret|token)[^=&;#]*=)([^&;#]*)", re.IGNORECASE)
+_ENCODE_HINT = (
+    "percent-encode '/', '?', '#' and '@' in a user name or password "
+    "(%2F, %3F, %23 and %40), e.g. with urllib.parse.quote(password, safe='')"
+)
+
+
+def _split_userinfo(url: str) -> tuple[str, str, str | None, str]:
+    """``(scheme://, shown user part, password or None, rest after '@')``, conservatively.
+
+    The userinfo ends at the *last* '@' of the whole text, not of the authority: a password
+    holding '/', '?' or '#' makes parsers end the authority early and show the rest as a path,
+    query or fragment. Masking up to the last '@' hides it whatever a parser made of it.
+    A userinfo without ':' is masked whole (some servers take a lone token as the password).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not at:
+        return f"{scheme}{sep}", "", None, rest
+    user, colon, password = userinfo.partition(":")
+    if not colon:
+        return f"{scheme}{sep}", "", userinfo, hostpart
+    return f"{scheme}{sep}", f"{user}:", password, hostpart
+
 
 def redact(url: str) -> str:
     """Return ``url`` with any password replaced by ``***``.
 
-    Works on text alone, so even a malformed URL (no scheme, bad port) is safe to show.
+    Works on text alone, so even a malformed URL (no scheme, bad port, a password with
+    unencoded '/', '?', '#' or '@') is safe to show. ``password=`` style query parameters are
+    masked too.
 
     Args:
         url: a URL, possibly with credentials.
@@ -27,16 +57,25 @@ def redact(url: str) -> str:
         The same URL, safe to log.
 
     """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        userinfo, _, hostport = authority.rpartition("@")
-        user, colon, _password = userinfo.partition(":")
-        if colon:
-            authority = f"{user}:***@{hostport}"
-    return f"{scheme}{sep}{authority}{slash}{path}"
+    head, user, password, rest = _split_userinfo(url)
+    if password is not None:
+        rest = f"{user}***@{rest}"
+    return head + _QUERY_SECRET.sub(r"\1***", rest)
+
+
+def secrets_of(url: str) -> set[str]:
+    """The secret parts of ``url`` as they may appear in other text (raw and percent-decoded)."""
+    _, _, password, rest = _split_userinfo(url)
+    found = {password} if password else set()
+    found.update(match.group(2) for match in _QUERY_SECRET.finditer(rest) if match.group(2))
+    return found | {unquote(secret) for secret in found}
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (e.g. a driver's error message) with every secret of ``url`` replaced by ``***``."""
+    for secret in sorted(secrets_of(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 @dataclass(frozen=True)
@@ -63,25 +102,38 @@ def parse_url(url: object, *, accepted: tuple[str, ...]) -> ParsedURL:
         The parsed URL.
 
     Raises:
-        InvalidURLError: when ``url`` is not a string, is malformed, or has a scheme not in
-            ``accepted``. The message never contains the password.
+        InvalidURLError: when ``url`` is not a string, is malformed, has a scheme not in
+            ``accepted``, has an unencoded '@' after its host, or (Redis) a database that is
+            not a number. The message never contains the password.
 
     """
     names = ", ".join(f"{s}://" for s in accepted)
     if not isinstance(url, str) or not url.strip():
         got = url if isinstance(url, str) else f"<{type(url).__name__}>"
         raise InvalidURLError(url=got, reason="expected a non-empty URL string", accepted=names)
-    shown = redact(url)
-    try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise InvalidURLError(url=shown, reason=f"malformed URL ({exc})", accepted=names) from None
-    scheme = parts.scheme.lower()
-    if not scheme or "://" not in url:
+    text = url.strip()
+    shown = redact(text)
+    scheme, sep, rest = text.partition("://")
+    scheme = scheme.lower()
+    if not sep or not scheme:
         raise InvalidURLError(url=shown, reason="the URL has no scheme", accepted=names)
     if scheme not in accepted:
         raise InvalidURLError(url=shown, reason=f"unsupported scheme {scheme!r}", accepted=names)
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in rest[len(authority) :]:
+        reason = f"an '@' after the host part: {_ENCODE_HINT}"
+        raise InvalidURLError(url=shown, reason=reason, accepted=names)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        # The parser's own text may quote part of a mangled password: never repeat it.
+        what = "the port is not a number from 0 to 65535" if "Port" in str(exc) else "bad host"
+        reason = f"malformed URL ({what}); {_ENCODE_HINT}"
+        raise InvalidURLError(url=shown, reason=reason, accepted=names) from None
     if scheme != "memory" and not parts.hostname:
         raise InvalidURLError(url=shown, reason="the URL has no host", accepted=names)
-    return ParsedURL(scheme=scheme, url=url.strip())
+    if scheme in ("redis", "rediss") and not re.fullmatch(r"/?(\d+/?)?", unquote(parts.path)):
+        reason = f"the database must be a number, as in redis://host:6379/0, not {parts.path!r}"
+        raise InvalidURLError(url=shown, reason=reason, accepted=names)
+    return ParsedURL(scheme=scheme, url=text)

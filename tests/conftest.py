@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.brokers import BROKER_KINDS, BrokerHarness, make_harness
+from tests.private.rabbit import PrivateRabbit, private_rabbit_node
 
 AMQP_URL = os.environ.get("TASKIQ_KIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("TASKIQ_KIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -49,6 +50,15 @@ def redis_url() -> str:
 def postgres_url() -> str:
     _require_server(POSTGRES_URL, "PostgreSQL")
     return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def private_rabbit() -> Iterator[PrivateRabbit]:
+    """A RabbitMQ node of this session's own, for fault tests (restarts, alarms, closed
+    connections); started by the first test that asks for it, stopped at the end of the session.
+    """
+    with private_rabbit_node() as node:
+        yield node
 
 
 @pytest.fixture

@@ -11,8 +11,10 @@ from taskiq.abc.middleware import TaskiqMiddleware
 from taskiq.message import TaskiqMessage
 from taskiq.result import TaskiqResult
 
+from taskiq_kit.abort.logs import quiet_abort_tracebacks
 from taskiq_kit.abort.running import CURRENT, INTERRUPTIBLE, RunningTasks
 from taskiq_kit.abort.signal import AbortSignal
+from taskiq_kit.results.outage import is_outage
 
 logger = logging.getLogger("taskiq_kit.abort")
 
@@ -38,20 +40,23 @@ class AbortMiddleware(TaskiqMiddleware):
         self._poller: asyncio.Task[None] | None = None
 
     async def startup(self) -> None:
-        """Subscribe to abort requests and start the reconciliation poll."""
+        """Subscribe to abort requests and start the reconciliation poll (idempotent)."""
+        quiet_abort_tracebacks()
         if self.signal is not None:
             await self.signal.startup()
             await self.signal.listen(self.running.abort)
-        if self._poller is None:
-            self._poller = asyncio.create_task(self._reconcile_forever())
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(
+                self._reconcile_forever(), name="taskiq-kit abort reconciliation"
+            )
 
     async def shutdown(self) -> None:
-        """Stop the poll and the subscription."""
-        if self._poller is not None:
-            self._poller.cancel()
+        """Stop the poll and the subscription (idempotent)."""
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+                await poller
         if self.signal is not None:
             await self.signal.shutdown()
 
@@ -78,11 +83,18 @@ class AbortMiddleware(TaskiqMiddleware):
             ids = self.running.running_ids()
             if not ids:
                 continue
+            backend = None
             try:
                 backend = kit_backend(self.broker)
                 for task_id in ids:
                     record = await backend.get_record(task_id)
                     if record is not None and record.abort_requested_at is not None:
                         self.running.abort(task_id)
-            except Exception:
-                logger.exception("Abort reconciliation failed; retrying.")
+            except Exception as exc:
+                if backend is not None and is_outage(exc):
+                    backend.store_guard.failed(exc)  # one line per outage, not one per poll
+                else:
+                    logger.exception("Abort reconciliation failed; retrying.")
+                continue
+            if backend.store_guard.down:
+                backend.store_guard.succeeded()

@@ -36,7 +36,11 @@ class AbortSignal(ABC):
 
     @abstractmethod
     async def listen(self, callback: AbortListener) -> None:
-        """Call ``callback(task_id)`` for every abort published from now on, until shutdown."""
+        """Call ``callback(task_id)`` for every abort published from now on, until shutdown.
+
+        Listening again before shutdown (a second ``startup()``) must not open a second
+        subscription.
+        """
 
 
 class MemoryAbortSignal(AbortSignal):
@@ -51,8 +55,9 @@ class MemoryAbortSignal(AbortSignal):
             listener(task_id)
 
     async def listen(self, callback: AbortListener) -> None:
-        """Register ``callback``."""
-        self._listeners.append(callback)
+        """Register ``callback`` (once, however often it is registered)."""
+        if callback not in self._listeners:
+            self._listeners.append(callback)
 
     async def shutdown(self) -> None:
         """Forget the listeners."""
@@ -60,43 +65,54 @@ class MemoryAbortSignal(AbortSignal):
 
 
 class RedisAbortSignal(AbortSignal):
-    """Redis pub/sub signal: one channel, every worker process subscribed.
+    """Redis pub/sub signal: one channel per app, every worker process of the app subscribed.
+
+    Redis pub/sub ignores the database number: a channel is shared by every client of the
+    server. The channel is therefore named after ``scope`` (what tells this app's tasks apart:
+    the brokers pass their key prefix and queue, or their exchange) *and* the database of
+    ``url``, so an app on database 10 never stops the task of an app on database 11 that
+    happens to have the same id.
 
     Args:
-        url: the Redis server.
-        channel: the pub/sub channel name.
+        url: the Redis server (its database number scopes the channel).
+        scope: the app's name on this server; part of the channel name.
         reconnect_delay: first wait before re-subscribing after a lost connection (doubles to 5 s).
     """
 
     def __init__(
-        self, url: str, *, channel: str = "taskiq-kit:abort", reconnect_delay: float = 0.2
+        self, url: str, *, scope: str = "taskiq-kit", reconnect_delay: float = 0.2
     ) -> None:
         self._redis_module = require("redis.asyncio", extra="redis", feature="Redis abort signals")
+        from taskiq_kit.redis.keys import abort_channel  # noqa: PLC0415 - the redis extra is optional
+
         self.url = url
-        self.channel = channel
+        self.scope = scope
+        self.channel = abort_channel(scope, db=_database(url))
         self.reconnect_delay = reconnect_delay
         self._client: Any = None
         self._listener: asyncio.Task[None] | None = None
+        self._callback: AbortListener | None = None
         self._subscribed = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"RedisAbortSignal({redact(self.url)!r}, channel={self.channel!r})"
 
     async def startup(self) -> None:
-        """Connect the publishing client."""
+        """Connect the publishing client (idempotent)."""
         if self._client is None:
             self._client = self._redis_module.Redis.from_url(self.url)
 
     async def shutdown(self) -> None:
-        """Stop listening and close the client."""
-        if self._listener is not None:
-            self._listener.cancel()
+        """Stop listening and close the client (idempotent)."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+                await listener
+        self._subscribed.clear()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
 
     async def publish(self, task_id: str) -> None:
         """PUBLISH the id on the channel."""
@@ -104,13 +120,23 @@ class RedisAbortSignal(AbortSignal):
         await self._client.publish(self.channel, task_id)
 
     async def listen(self, callback: AbortListener) -> None:
-        """Subscribe in the background (re-subscribing after connection loss) and wait until live."""
+        """Subscribe in the background (re-subscribing after connection loss) and wait until live.
+
+        Listening again while already listening replaces the callback; it never adds a second
+        subscription.
+        """
         await self.startup()
-        self._listener = asyncio.create_task(self._listen_forever(callback))
+        self._callback = callback
+        if self._listener is not None and not self._listener.done():
+            return
+        self._subscribed = asyncio.Event()  # of this event loop (a broker may outlive one)
+        self._listener = asyncio.create_task(
+            self._listen_forever(), name=f"taskiq-kit abort listener ({self.channel})"
+        )
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), 5)
 
-    async def _listen_forever(self, callback: AbortListener) -> None:
+    async def _listen_forever(self) -> None:
         delay = self.reconnect_delay
         while True:
             try:
@@ -119,7 +145,8 @@ class RedisAbortSignal(AbortSignal):
                     self._subscribed.set()
                     delay = self.reconnect_delay
                     async for item in pubsub.listen():
-                        if item.get("type") == "message":
+                        callback = self._callback
+                        if item.get("type") == "message" and callback is not None:
                             data = item["data"]
                             callback(data.decode() if isinstance(data, bytes) else str(data))
             except asyncio.CancelledError:
@@ -131,3 +158,10 @@ class RedisAbortSignal(AbortSignal):
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def _database(url: str) -> int:
+    """The database number redis-py reads from ``url`` (path or ``?db=``; 0 by default)."""
+    from redis.asyncio.connection import parse_url  # noqa: PLC0415 - the redis extra is optional
+
+    return int(parse_url(url).get("db") or 0)

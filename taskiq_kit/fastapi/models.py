@@ -11,9 +11,6 @@ from taskiq_kit.abort import AbortOutcome
 from taskiq_kit.results.progress import ProgressReport
 from taskiq_kit.results.status import ErrorInfo, TaskRecord, TaskStatus
 
-#: Task ids the router accepts in paths (the rule of :func:`taskiq_kit.results.api.check_task_id`).
-TASK_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,200}$"
-
 
 def _instant(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import Enum
 from typing import Annotated, Any
+from urllib.parse import unquote
 
-from fastapi import APIRouter, Depends, Path, Query, params
+from fastapi import APIRouter, Depends, Path, Query, Request, params
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from taskiq.abc.broker import AsyncBroker
 
@@ -15,7 +16,6 @@ from taskiq_kit.exceptions import AnonymousRouterError, InvalidTaskIdError, Task
 from taskiq_kit.fastapi.client import TaskClient
 from taskiq_kit.fastapi.deps import task_client_provider
 from taskiq_kit.fastapi.models import (
-    TASK_ID_PATTERN,
     AbortOut,
     ErrorOut,
     Problem,
@@ -23,6 +23,7 @@ from taskiq_kit.fastapi.models import (
     TaskResultOut,
 )
 from taskiq_kit.fastapi.stream import StreamSettings, progress_events
+from taskiq_kit.results.api import TASK_ID_PATTERN
 from taskiq_kit.results.codec import error_info
 from taskiq_kit.results.status import TaskStatus
 
@@ -30,8 +31,11 @@ TaskId = Annotated[
     str,
     Path(
         pattern=TASK_ID_PATTERN,
-        description="1-200 letters, digits, '_', '.', ':' or '-'.",
-        examples=["3f2b9c0d6a8e4e0f9d1c2b3a4f5e6d7c"],
+        description=(
+            "1-200 printable ASCII characters other than '{' and '}', not '.' or '..'; "
+            "percent-encoded in the path ('order/1' is 'order%2F1')."
+        ),
+        examples=["3f2b9c0d6a8e4e0f9d1c2b3a4f5e6d7c", "order/1"],
     ),
 ]
 
@@ -73,6 +77,20 @@ def _not_found(exc: TaskNotFoundError | InvalidTaskIdError, task_id: str) -> JSO
     return _problem(404, "task_not_found", str(exc), task_id)
 
 
+def _tail_is_encoded(request: Request) -> bool:
+    """Whether the path's last ``/<word>`` was sent percent-encoded (``%2Fresult``).
+
+    The server decodes ``%2F`` before routing, so ``/tasks/a%2Fresult`` (the status of task
+    ``a/result``) reaches the result route of task ``a``; the raw path tells them apart.
+    """
+    raw = request.scope.get("raw_path")
+    if not isinstance(raw, bytes):
+        return False
+    path = raw.split(b"?", 1)[0]  # some clients' ASGI transports append the query
+    tail = path.rsplit(b"/", 1)[-1].decode("latin-1")
+    return "/" in unquote(tail)
+
+
 def tasks_router(
     broker: AsyncBroker,
     *,
@@ -99,8 +117,10 @@ def tasks_router(
     * ``GET /tasks/{task_id}/events``: Server-Sent Events progress stream, ending when the
       task is final.
 
-    A malformed id gets 422. Failed tasks show the error type and message; tracebacks only with
-    ``expose_tracebacks=True`` (they reveal code paths and sometimes data).
+    Ids go percent-encoded in the path (``order/1`` as ``order%2F1``); one the kit would refuse
+    at kick (see :func:`taskiq_kit.results.api.check_task_id`) gets 422. Failed tasks show the
+    error type and message; tracebacks only with ``expose_tracebacks=True`` (they reveal code
+    paths and sometimes data).
 
     Args:
         broker: a kit broker; the app's lifespan must start it (:func:`kit_lifespan`).
@@ -128,9 +148,7 @@ def tasks_router(
     router = APIRouter(prefix=prefix, tags=list(tags), dependencies=list(dependencies or ()))
     client_dep = Depends(task_client_provider(broker, abort_wait=abort_wait))
 
-    @router.get("/{task_id}", response_model=TaskInfo, responses=_NOT_FOUND, summary="Task status")
-    async def get_task(task_id: TaskId, client: TaskClient = client_dep) -> TaskInfo | JSONResponse:
-        """Status, timestamps, attempt, worker, error and latest progress of a task."""
+    async def task_info(task_id: str, client: TaskClient) -> TaskInfo | JSONResponse:
         try:
             record = await client.record(task_id)
         except (TaskNotFoundError, InvalidTaskIdError) as exc:
@@ -138,8 +156,15 @@ def tasks_router(
         progress = await client.progress(task_id)
         return TaskInfo.build(record, progress, with_traceback=expose_tracebacks)
 
+    async def info_of_longer_id(task_id: str, tail: str, client: TaskClient) -> JSONResponse:
+        """``GET /tasks/a%2Fresult``: the status of task ``a/result``, not the result of ``a``."""
+        info = await task_info(f"{task_id}/{tail}", client)
+        return (
+            info if isinstance(info, JSONResponse) else JSONResponse(info.model_dump(mode="json"))
+        )
+
     @router.get(
-        "/{task_id}/result",
+        "/{task_id:path}/result",
         response_model=TaskResultOut,
         responses={
             404: {"model": Problem, "description": "Unknown id, or the result is gone."},
@@ -148,9 +173,11 @@ def tasks_router(
         summary="Task result",
     )
     async def get_result(
-        task_id: TaskId, client: TaskClient = client_dep
+        task_id: TaskId, request: Request, client: TaskClient = client_dep
     ) -> TaskResultOut | JSONResponse:
         """The return value of a finished task, or why it has none."""
+        if _tail_is_encoded(request):
+            return await info_of_longer_id(task_id, "result", client)
         try:
             record = await client.record(task_id)
         except (TaskNotFoundError, InvalidTaskIdError) as exc:
@@ -175,8 +202,43 @@ def tasks_router(
             execution_time=None if result is None else result.execution_time,
         )
 
+    @router.get(
+        "/{task_id:path}/events",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": _SSE_DOC,
+                "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+            },
+            **_NOT_FOUND,
+        },
+        summary="Progress stream (SSE)",
+    )
+    async def events(
+        task_id: TaskId, request: Request, client: TaskClient = client_dep
+    ) -> Response:
+        """Follow a task's progress as Server-Sent Events until it finishes."""
+        if _tail_is_encoded(request):
+            return await info_of_longer_id(task_id, "events", client)
+        try:
+            await client.record(task_id)
+        except (TaskNotFoundError, InvalidTaskIdError) as exc:
+            return _not_found(exc, task_id)
+        return StreamingResponse(
+            progress_events(client, task_id, settings, with_traceback=expose_tracebacks),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @router.get(
+        "/{task_id:path}", response_model=TaskInfo, responses=_NOT_FOUND, summary="Task status"
+    )
+    async def get_task(task_id: TaskId, client: TaskClient = client_dep) -> TaskInfo | JSONResponse:
+        """Status, timestamps, attempt, worker, error and latest progress of a task."""
+        return await task_info(task_id, client)
+
     @router.delete(
-        "/{task_id}",
+        "/{task_id:path}",
         response_model=AbortOut,
         responses={
             **_NOT_FOUND,
@@ -204,29 +266,5 @@ def tasks_router(
             return body
         code = 202 if outcome is AbortOutcome.ABORT_REQUESTED else 409
         return JSONResponse(body.model_dump(mode="json"), status_code=code)
-
-    @router.get(
-        "/{task_id}/events",
-        response_class=StreamingResponse,
-        responses={
-            200: {
-                "description": _SSE_DOC,
-                "content": {"text/event-stream": {"schema": _SSE_EVENT}},
-            },
-            **_NOT_FOUND,
-        },
-        summary="Progress stream (SSE)",
-    )
-    async def events(task_id: TaskId, client: TaskClient = client_dep) -> Response:
-        """Follow a task's progress as Server-Sent Events until it finishes."""
-        try:
-            await client.record(task_id)
-        except (TaskNotFoundError, InvalidTaskIdError) as exc:
-            return _not_found(exc, task_id)
-        return StreamingResponse(
-            progress_events(client, task_id, settings, with_traceback=expose_tracebacks),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
 
     return router

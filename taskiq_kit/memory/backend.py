@@ -63,6 +63,8 @@ class MemoryResultBackend(KitResultBackend[_R]):
 
     """
 
+    process_local = True
+
     def __init__(
         self,
         *,
@@ -77,7 +79,7 @@ class MemoryResultBackend(KitResultBackend[_R]):
         self._progress: _ExpiringDict[ProgressReport] = _ExpiringDict(max_entries)
         self._hub = WatchHub()
 
-    async def set_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
+    async def save_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
         """Store the result of ``task_id`` (an unserialisable value is stored as a failure)."""
         self._results.put(task_id, encode_result(self.codec, result), self.result_ttl)
 

@@ -45,6 +45,8 @@ class RabbitAbortSignal(AbortSignal):
             name=f"taskiq-kit abort signals ({exchange})",
         )
         self._exchange: AbstractExchange | None = None
+        self._callback: AbortListener | None = None
+        self._listening = False
 
     def __repr__(self) -> str:
         return f"RabbitAbortSignal({self.connection.target!r}, exchange={self.exchange_name!r})"
@@ -63,18 +65,30 @@ class RabbitAbortSignal(AbortSignal):
         await exchange.publish(aio_pika.Message(task_id.encode()), routing_key="")
 
     async def listen(self, callback: AbortListener) -> None:
-        """Bind an exclusive queue of this process and call ``callback`` for every id."""
-        exchange = await self._declare()
-        channel = await (await self.connection.get()).channel()
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(exchange)
+        """Bind an exclusive queue of this process and call ``callback`` for every id.
 
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            callback(message.body.decode())
+        Listening again before :meth:`shutdown` replaces the callback; it binds no second queue.
+        """
+        self._callback = callback
+        if self._listening:
+            return
+        self._listening = True
+        try:
+            exchange = await self._declare()
+            channel = await (await self.connection.get()).channel()
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            await queue.bind(exchange)
+            await queue.consume(self._on_message, no_ack=True)
+        except BaseException:
+            self._listening = False
+            raise
 
-        await queue.consume(on_message, no_ack=True)
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if self._callback is not None:
+            self._callback(message.body.decode())
 
     async def shutdown(self) -> None:
-        """Close the connection (the exclusive queue goes with it)."""
+        """Close the connection, the exclusive queue with it (idempotent)."""
         self._exchange = None
+        self._listening = False
         await self.connection.close()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
+import aiormq
 from taskiq.message import BrokerMessage
 
 from taskiq_kit.abort.signal import AbortSignal
@@ -18,6 +20,8 @@ from taskiq_kit.rabbit.abort_signal import RabbitAbortSignal
 from taskiq_kit.rabbit.connection import RabbitConnection
 from taskiq_kit.rabbit.consumer import Consumer
 from taskiq_kit.rabbit.delay import DEFAULT_LEVELS, DelayMode, probe_plugin
+from taskiq_kit.rabbit.legacy import legacy_levels, move_in_background
+from taskiq_kit.rabbit.migrate import warn_of_stranded
 from taskiq_kit.rabbit.publisher import Outgoing, Publisher
 from taskiq_kit.rabbit.topology import QueueType, RabbitNames, Topology
 from taskiq_kit.results.backend import KitResultBackend
@@ -44,8 +48,8 @@ class RabbitBroker(KitBroker):
         queues: more task queues, chosen per kick with the ``queue`` label.
         queue_type: ``"quorum"`` (default: replicated, delivery counting) or ``"classic"``.
         max_priority: ``x-max-priority`` of classic task queues; kicks set ``priority`` label.
-        delay_mode: ``"auto"`` probes for the x-delayed-message plugin; ``"ladder"`` and
-            ``"plugin"`` force one mechanism.
+        delay_mode: ``"auto"`` and ``"ladder"`` use the TTL ladder (at-least-once, a RabbitMQ
+            restart included); ``"plugin"`` uses the x-delayed-message plugin, at-most-once.
         delay_levels: levels of the TTL ladder (``2**levels - 1`` s is the longest delay).
         prefetch_count: unacknowledged messages one worker holds at most.
         connect_timeout: seconds to wait for a connection before failing.
@@ -64,8 +68,8 @@ class RabbitBroker(KitBroker):
         url: str = "amqp://guest:guest@localhost:5672/",
         *,
         result_backend: KitResultBackend[Any] | None = None,
-        exchange: str = "taskiq",
-        queue_name: str = "taskiq",
+        exchange: str = "taskiq-kit",
+        queue_name: str = "taskiq-kit",
         queues: Sequence[str] = (),
         queue_type: QueueType | str = QueueType.QUORUM,
         max_priority: int | None = None,
@@ -120,6 +124,7 @@ class RabbitBroker(KitBroker):
         )
         self._started = False
         self._start_lock = asyncio.Lock()
+        self._moving: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"RabbitBroker({self.connection.target!r})"
@@ -129,19 +134,25 @@ class RabbitBroker(KitBroker):
         """Names of the exchanges and queues this broker uses."""
         return self.topology.names
 
-    async def startup(self) -> None:
-        """Connect, probe for the delay plugin, declare the topology, then run start-up hooks.
+    async def connect(self) -> None:
+        """Connect and declare the topology (probing for the plugin if asked).
+
+        Delayed messages found in the classic delay ladder of an earlier release are moved to
+        the quorum ladder in the background (see :mod:`taskiq_kit.rabbit.legacy`).
 
         Raises:
             BrokerNotAvailableError: when RabbitMQ cannot be reached in ``connect_timeout``.
 
         """
         await self._connect()
-        await super().startup()
 
     async def shutdown(self) -> None:
         """Run shutdown hooks, requeue prefetched messages and close the connection."""
         await super().shutdown()
+        moving, self._moving = self._moving, None
+        if moving is not None and not moving.done():
+            moving.cancel()
+            await asyncio.gather(moving, return_exceptions=True)
         await self.consumer.close()
         await self.publisher.stop()
         await self.consume_connection.close()
@@ -153,21 +164,26 @@ class RabbitBroker(KitBroker):
             if self._started:
                 return
             await self.connection.get()
-            plugin = False
-            if self.delay_mode is not DelayMode.LADDER:
-                plugin = await probe_plugin(
-                    self.connection.url,
-                    self.names.delayed,
-                    timeout=self.connection.connect_timeout,
+            plugin = self.delay_mode is DelayMode.PLUGIN
+            if plugin and not await probe_plugin(
+                self.connection.url, self.names.delayed, timeout=self.connection.connect_timeout
+            ):
+                raise self.connection.unavailable(
+                    "delay_mode='plugin' but the x-delayed-message plugin is not enabled: "
+                    "run `rabbitmq-plugins enable rabbitmq_delayed_message_exchange` "
+                    "or use delay_mode='ladder'"
                 )
-                if self.delay_mode is DelayMode.PLUGIN and not plugin:
-                    raise self.connection.unavailable(
-                        "delay_mode='plugin' but the x-delayed-message plugin is not enabled: "
-                        "run `rabbitmq-plugins enable rabbitmq_delayed_message_exchange` "
-                        "or use delay_mode='ladder'"
-                    )
             await self.publisher.start(plugin=plugin)
             logger.info("RabbitMQ delays use the %s.", "plugin" if plugin else "TTL ladder")
+            # Delayed messages left in an earlier release's classic ladder, if any.
+            levels = await legacy_levels(await self.connection.get(), self.names)
+            # Tasks left in taskiq-aio-pika's default queue (or the kit's old one): say so.
+            with contextlib.suppress(aiormq.exceptions.AMQPError):
+                await warn_of_stranded(self)
+            if levels:
+                self._moving = asyncio.create_task(
+                    move_in_background(self.publisher, self.names, levels)
+                )
             self._started = True
 
     async def publish(self, message: BrokerMessage, timing: Timing) -> None:

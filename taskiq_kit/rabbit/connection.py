@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractRobustConnection
 
-from taskiq_kit.exceptions import BrokerNotAvailableError
-from taskiq_kit.urls import redact
+from taskiq_kit.exceptions import AccessRefusedError, BrokerNotAvailableError
+from taskiq_kit.urls import redact, scrub
 
 logger = logging.getLogger("taskiq_kit.rabbit")
 
@@ -23,6 +24,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     aio_pika.exceptions.ChannelInvalidStateError,
     aio_pika.exceptions.ChannelClosed,
 )
+#: Errors opening a connection: unreachable, or refused by the server (login, virtual host).
+_OPEN_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, aiormq.exceptions.AMQPError)
 
 
 class RabbitConnection:
@@ -64,14 +67,40 @@ class RabbitConnection:
         return BrokerNotAvailableError(
             target=f"RabbitMQ at {self.target}",
             timeout=self.connect_timeout if timeout is None else timeout,
-            reason=str(reason) or type(reason).__name__,
+            reason=scrub(str(reason), self.url) or type(reason).__name__,
         )
+
+    def refused(self, exc: BaseException) -> AccessRefusedError | None:
+        """The error for a connection RabbitMQ refused (login, virtual host), else ``None``."""
+        parts = urlsplit(self.url)
+        user = unquote(parts.username or "guest")
+        vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+        if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError):
+            reason = (
+                f"login refused for user {user!r}: check the user name and password in the URL "
+                "(RabbitMQ's log says more)"
+            )
+        elif isinstance(exc, aiormq.exceptions.ConnectionNotAllowed) or (
+            # aiormq reports the server closing the connection instead of opening the virtual
+            # host as an unexpected frame; the close's reason text is lost.
+            isinstance(exc, aiormq.exceptions.InvalidFrameError) and "Connection.Close" in str(exc)
+        ):
+            reason = (
+                f"virtual host {vhost!r} does not exist or user {user!r} may not use it: create "
+                f"it (`rabbitmqctl add_vhost {vhost}`) and grant access (`rabbitmqctl "
+                f"set_permissions -p {vhost} {user} '.*' '.*' '.*'`), or fix the URL's path "
+                "(the default virtual host '/' is amqp://host:5672/ or amqp://host:5672/%2F)"
+            )
+        else:
+            return None
+        return AccessRefusedError(target=f"RabbitMQ at {self.target}", reason=reason)
 
     async def get(self) -> AbstractRobustConnection:
         """Return the connection, opening it on first use.
 
         Raises:
             BrokerNotAvailableError: when RabbitMQ cannot be reached within ``connect_timeout``.
+            AccessRefusedError: when RabbitMQ refuses the URL's credentials or virtual host.
 
         """
         if self._connection is not None:
@@ -87,8 +116,13 @@ class RabbitConnection:
                         ),
                         self.connect_timeout,
                     )
-                except CONNECTION_ERRORS as exc:
-                    raise self.unavailable(exc) from exc
+                except _OPEN_ERRORS as exc:
+                    refused = self.refused(exc)
+                    if refused is not None:
+                        raise refused from exc
+                    if isinstance(exc, CONNECTION_ERRORS):
+                        raise self.unavailable(exc) from exc
+                    raise
                 logger.debug("Connected to RabbitMQ at %s.", self.target)
         return self._connection
 

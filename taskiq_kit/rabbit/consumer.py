@@ -1,7 +1,8 @@
 """Consuming: task queues in, :class:`~taskiq_kit.delivery.Delivery` objects out.
 
 The consumer also holds the last fraction of a second of a delayed task (the ladder carries
-whole seconds only), counts deliveries, and settles messages (ack, dead-letter, requeue).
+whole seconds only), reads RabbitMQ's delivery count, and settles messages (ack, dead-letter,
+requeue).
 """
 
 from __future__ import annotations
@@ -20,18 +21,10 @@ from pamqp.commands import Basic
 
 from taskiq_kit.delivery import Delivery
 from taskiq_kit.rabbit.connection import CONNECTION_ERRORS, RabbitConnection
-from taskiq_kit.rabbit.messages import (
-    attempt_of,
-    classic_attempt,
-    delivery_tag,
-    outgoing_of,
-)
-from taskiq_kit.rabbit.publisher import (
-    ATTEMPT_HEADER,
-    Publisher,
-)
+from taskiq_kit.rabbit.messages import attempt_of, delivery_tag, outgoing_of
+from taskiq_kit.rabbit.publisher import Publisher
 from taskiq_kit.rabbit.settle import Settler, settle
-from taskiq_kit.rabbit.topology import QueueType, Topology
+from taskiq_kit.rabbit.topology import Topology
 
 logger = logging.getLogger("taskiq_kit.rabbit")
 
@@ -231,15 +224,10 @@ class Consumer:
         settler.delivered(tag)
         headers = message.header.properties.headers or {}
         try:
-            if self.topology.queue_type is QueueType.CLASSIC and bool(message.redelivered):
-                # Classic queues count nothing: resend with the count raised, then ack.
-                attempt = classic_attempt(headers) + 1
-                await self._resend(message, settler, queue, attempt=attempt)
-                return
             due_at = self.publisher.due_at_of(headers)
             remaining = 0.0 if due_at is None else due_at - time.time()
             if remaining > self.hold_limit:
-                await self._resend(message, settler, queue, attempt=None)
+                await self._resend(message, settler, queue)
                 return
         except RESEND_ERRORS:
             logger.warning("Cannot re-publish a message; it stays queued.", exc_info=True)
@@ -250,7 +238,9 @@ class Consumer:
             ack=functools.partial(settler.ack_now, tag),
             ack_later=functools.partial(settler.ack, tag),
             dead_letter=functools.partial(self._dead_letter, message, settler, queue),
-            attempt=attempt_of(headers, self.topology.queue_type),
+            attempt=attempt_of(
+                headers, self.topology.queue_type, redelivered=bool(message.redelivered)
+            ),
         )
         if remaining <= 0:
             self._ready.put_nowait((message, settler, delivery))
@@ -275,12 +265,8 @@ class Consumer:
         handle = loop.call_later(max(0.0, due_at - time.time()), release)
         self._held[handle] = (message, settler)
 
-    async def _resend(
-        self, message: DeliveredMessage, settler: Settler, queue: str, *, attempt: int | None
-    ) -> None:
+    async def _resend(self, message: DeliveredMessage, settler: Settler, queue: str) -> None:
         out = outgoing_of(message, queue)
-        if attempt is not None:
-            out.headers[ATTEMPT_HEADER] = attempt
         await self.publisher.send(out, self.publisher.due_at_of(out.headers))
         await settler.ack_now(delivery_tag(message))
 

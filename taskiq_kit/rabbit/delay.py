@@ -2,7 +2,9 @@
 
 The ladder has one queue per power of two: level ``k`` holds messages for exactly ``2**k``
 seconds (a per-queue TTL, so every message in a queue expires in arrival order and none
-blocks another), then dead-letters them to the exchange of level ``k - 1``. The routing key
+blocks another), then dead-letters them to the exchange of level ``k - 1``. The queues are
+quorum queues that dead-letter at-least-once, so no hop loses a message, a RabbitMQ restart
+included (see :func:`taskiq_kit.rabbit.topology.ladder_queue_arguments`). The routing key
 spells the whole-second delay in binary, most significant bit first, followed by the
 destination queue::
 
@@ -11,7 +13,7 @@ destination queue::
 Each level's topic exchange sends a message to its queue when its bit is ``1`` and straight
 on to the next level down when it is ``0``; below level 0 a delivery exchange routes on the
 trailing queue name. A message thus spends ``sum(2**k for set bits)`` seconds in the ladder.
-The ladder carries only the whole seconds; the worker holds the last fraction of a second
+The ladder carries whole seconds, a little less than the delay; the worker holds the rest
 itself (see :mod:`taskiq_kit.rabbit.consumer`), so a task never runs early.
 """
 
@@ -33,16 +35,33 @@ PLUGIN_EXCHANGE_TYPE = "x-delayed-message"
 
 
 class DelayMode(str, enum.Enum):
-    """How delayed tasks wait: probe at start-up, or force one mechanism."""
+    """How delayed tasks wait.
+
+    ``AUTO`` and ``LADDER`` use the TTL ladder, which loses nothing across a RabbitMQ restart.
+    ``PLUGIN`` uses the x-delayed-message plugin (start-up fails without it): millisecond
+    precision, but at-most-once, as the plugin keeps delayed messages in node-local Mnesia
+    tables and routes them without publisher confirms when they fall due.
+    """
 
     AUTO = "auto"
     LADDER = "ladder"
     PLUGIN = "plugin"
 
 
+#: Seconds of every delay left to the worker's hold rather than the ladder, so that the ladder's
+#: hops (each a confirmed write into a quorum queue, milliseconds, more on a busy server) make a
+#: message arrive a little less early instead of late.
+LADDER_HEADROOM = 0.25
+
+
 def ladder_seconds(delay: float) -> int:
-    """Whole seconds a message of ``delay`` seconds spends in the ladder (never more than ``delay``)."""
-    return max(0, math.floor(delay))
+    """Whole seconds a message of ``delay`` seconds spends in the ladder.
+
+    At most ``delay - LADDER_HEADROOM``: the message reaches its task queue between
+    :data:`LADDER_HEADROOM` and ``1 + LADDER_HEADROOM`` seconds early, and the worker holds it
+    for the rest.
+    """
+    return max(0, math.floor(delay - LADDER_HEADROOM))
 
 
 def ladder_route(seconds: int, queue: str, levels: int) -> tuple[int, str]:
@@ -92,7 +111,7 @@ async def probe_plugin(url: str, exchange: str, *, timeout: float) -> bool:
             arguments={"x-delayed-type": "direct"},
         )
     except aiormq.exceptions.AMQPError as exc:
-        logger.info("The x-delayed-message plugin is not available (%s); using the ladder.", exc)
+        logger.info("The x-delayed-message plugin is not available (%s).", exc)
         return False
     finally:
         await connection.close()

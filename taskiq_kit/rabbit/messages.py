@@ -7,7 +7,7 @@ from typing import Any
 
 from aiormq.abc import DeliveredMessage
 
-from taskiq_kit.rabbit.publisher import ATTEMPT_HEADER, QUEUE_HEADER, TASK_HEADER, Outgoing
+from taskiq_kit.rabbit.publisher import QUEUE_HEADER, TASK_HEADER, Outgoing
 from taskiq_kit.rabbit.topology import QueueType
 
 
@@ -19,22 +19,22 @@ def delivery_tag(message: DeliveredMessage) -> int:
     return tag
 
 
-def attempt_of(headers: dict[str, Any], queue_type: QueueType) -> int:
-    """How many times this message has been delivered, this time included.
+def attempt_of(headers: dict[str, Any], queue_type: QueueType, *, redelivered: bool) -> int:
+    """How many times RabbitMQ has delivered this message, this time included, as it counts.
 
-    Quorum queues count in ``x-delivery-count``; classic queues count nothing, so the consumer
-    re-publishes a redelivered message with the kit's attempt header raised.
+    Only what the server set is read: a first delivery (``redelivered`` false) is the first,
+    whatever its headers say (a publisher may set ``x-delivery-count``, or copy it from another
+    message). Quorum queues count redeliveries in ``x-delivery-count``; classic queues count
+    nothing, so a redelivery there is "at least the second". The delivery gate uses this only
+    as a backstop; the task record counts the runs that matter.
     """
+    if not redelivered:
+        return 1
     if queue_type is QueueType.QUORUM:
         count = headers.get("x-delivery-count")
-        return int(count) + 1 if isinstance(count, int) else 1
-    return classic_attempt(headers)
-
-
-def classic_attempt(headers: dict[str, Any]) -> int:
-    """The attempt a message from a classic queue carries in the kit's header (1 without)."""
-    attempt = headers.get(ATTEMPT_HEADER)
-    return attempt if isinstance(attempt, int) and attempt > 0 else 1
+        if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+            return count + 1
+    return 2
 
 
 def outgoing_of(message: DeliveredMessage, queue: str) -> Outgoing:

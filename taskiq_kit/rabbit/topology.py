@@ -1,17 +1,24 @@
 """Names and the one declarer of everything the RabbitMQ broker uses on the server.
 
-Declared once at start-up and cached; kicks never declare. Objects, for ``exchange="taskiq"``:
+Declared once at start-up and cached; kicks never declare. Objects, for ``exchange="taskiq"``
+(the default is ``taskiq-kit``, apart from taskiq-aio-pika's ``taskiq``):
 
 * ``taskiq`` (direct exchange) -> task queues, bound by their own name (the routing key).
 * ``taskiq.dead-letter`` (fanout exchange) -> ``taskiq.dead-letter`` (queue): the DLQ.
-* ``taskiq.delay.<k>`` (topic exchange + classic queue, TTL ``2**k`` s) for ``k`` in the ladder,
-  and ``taskiq.delay.deliver`` (topic exchange) at its foot; see :mod:`taskiq_kit.rabbit.delay`.
+* ``taskiq.ladder.<k>`` (topic exchange + quorum queue, TTL ``2**k`` s, at-least-once
+  dead-lettering) for ``k`` in the ladder, and ``taskiq.delay.deliver`` (topic exchange) at its
+  foot; see :mod:`taskiq_kit.rabbit.delay`.
 * ``taskiq.delayed`` (x-delayed-message exchange), only when the plugin is used.
+
+Releases before the quorum ladder used classic ladder queues named ``taskiq.delay.<k>``; those
+names are left alone (see :mod:`taskiq_kit.rabbit.legacy`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +26,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, ExchangeType
 
+from taskiq_kit.exceptions import TopologyConflictError
 from taskiq_kit.rabbit.delay import (
     PLUGIN_EXCHANGE_TYPE,
     delivery_binding,
@@ -43,8 +51,8 @@ class RabbitNames:
 
     """
 
-    exchange: str = "taskiq"
-    queues: tuple[str, ...] = ("taskiq",)
+    exchange: str = "taskiq-kit"
+    queues: tuple[str, ...] = ("taskiq-kit",)
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -65,6 +73,10 @@ class RabbitNames:
 
     def level(self, k: int) -> str:
         """Name of the exchange and queue of ladder level ``k``."""
+        return f"{self.exchange}.ladder.{k}"
+
+    def legacy_level(self, k: int) -> str:
+        """Name of level ``k`` of the classic ladder of earlier releases (exchange and queue)."""
         return f"{self.exchange}.delay.{k}"
 
     @property
@@ -87,6 +99,24 @@ class RabbitNames:
         return [self.exchange, self.dead_letter, *ladder, self.deliver, self.delayed]
 
 
+def ladder_queue_arguments(level: int, below: str) -> dict[str, Any]:
+    """Arguments of the queue of ladder level ``level``, which dead-letters to exchange ``below``.
+
+    A quorum queue with a queue TTL (RabbitMQ >= 3.10) whose expired messages RabbitMQ moves on
+    at-least-once: each stays in the queue until every queue it is routed to has confirmed it,
+    and is sent again otherwise, so a restart, or a target queue without a leader yet, delays a
+    hop instead of losing the message. At-least-once dead-lettering requires ``reject-publish``
+    (the ladder has no length limit, so nothing is rejected).
+    """
+    return {
+        "x-queue-type": "quorum",
+        "x-message-ttl": 1000 * 2**level,
+        "x-dead-letter-exchange": below,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
 @dataclass(slots=True)
 class Declared:
     """Handles to the declared exchanges, on the channel that declared them."""
@@ -95,6 +125,19 @@ class Declared:
     dead_letter: AbstractExchange
     levels: list[AbstractExchange] = field(default_factory=list)
     delayed: AbstractExchange | None = None
+
+
+@contextlib.contextmanager
+def _explained_conflicts() -> Iterator[None]:
+    """Turn RabbitMQ's ``PRECONDITION_FAILED`` on a declare into the kit's explained error."""
+    try:
+        yield
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        # The server's text names the object and the argument that differ, e.g.
+        # "inequivalent arg 'x-queue-type' for queue 'taskiq' in vhost '/': received ...".
+        text = str(exc.args[0] if exc.args else exc)
+        reason = text.removeprefix("PRECONDITION_FAILED - ")[:300]
+        raise TopologyConflictError(reason=reason) from exc
 
 
 @dataclass(slots=True)
@@ -147,15 +190,31 @@ class Topology:
         return arguments
 
     async def declare_task_queues(self, channel: AbstractChannel) -> list[AbstractQueue]:
-        """Declare the task queues on ``channel`` (the consumer's) and return them."""
+        """Declare the task queues on ``channel`` (the consumer's) and return them.
+
+        Raises:
+            TopologyConflictError: when a queue of that name exists with other arguments.
+
+        """
         arguments = self.task_queue_arguments()
-        return [
-            await channel.declare_queue(name, durable=True, arguments=arguments)
-            for name in self.names.queues
-        ]
+        with _explained_conflicts():
+            return [
+                await channel.declare_queue(name, durable=True, arguments=arguments)
+                for name in self.names.queues
+            ]
 
     async def declare(self, channel: AbstractChannel, *, plugin: bool) -> Declared:
-        """Declare everything on ``channel`` (the publisher's) and return the exchanges."""
+        """Declare everything on ``channel`` (the publisher's) and return the exchanges.
+
+        Raises:
+            TopologyConflictError: when an exchange or queue of one of the kit's names exists
+                with other arguments or of another type.
+
+        """
+        with _explained_conflicts():
+            return await self._declare(channel, plugin=plugin)
+
+    async def _declare(self, channel: AbstractChannel, *, plugin: bool) -> Declared:
         names = self.names
         dead_exchange = await channel.declare_exchange(
             names.dead_letter, ExchangeType.FANOUT, durable=True
@@ -201,13 +260,7 @@ class Topology:
                 names.level(k), ExchangeType.TOPIC, durable=True
             )
             queue = await channel.declare_queue(
-                names.level(k),
-                durable=True,
-                arguments={
-                    "x-queue-type": "classic",
-                    "x-message-ttl": 1000 * 2**k,
-                    "x-dead-letter-exchange": below.name,
-                },
+                names.level(k), durable=True, arguments=ladder_queue_arguments(k, below.name)
             )
             await queue.bind(exchange, routing_key=level_binding(k, self.levels, "1"))
             await below.bind(exchange, routing_key=level_binding(k, self.levels, "0"))

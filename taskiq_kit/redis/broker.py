@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -22,8 +23,10 @@ from taskiq_kit.exceptions import BrokerNotAvailableError, RedisSettingError
 from taskiq_kit.labels import Timing
 from taskiq_kit.redis import scripts
 from taskiq_kit.redis.batching import Batcher
+from taskiq_kit.redis.connect import ping
 from taskiq_kit.redis.consumer import TRANSIENT, StreamConsumer
 from taskiq_kit.redis.delay import DelayPromoter
+from taskiq_kit.redis.heartbeat import check_heartbeat
 from taskiq_kit.redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, RedisKeys
 from taskiq_kit.results.backend import KitResultBackend
 from taskiq_kit.urls import redact
@@ -35,8 +38,10 @@ class RedisBroker(KitBroker):
     """Acknowledged, at-least-once delivery on a Redis stream, with delays and dead-lettering.
 
     Kicks append to the queue's ready stream; workers read it through one consumer group and
-    acknowledge (and delete) each entry once its result is saved. A worker that dies leaves its
-    entries pending; they go to a live worker after ``idle_timeout``. Delayed tasks wait in a
+    acknowledge (and delete) each entry once its result is saved. Each worker beats every
+    ``heartbeat_interval``; when one dies its entries go to a live worker once its heartbeat is
+    ``dead_after`` seconds old (workers without a heartbeat: after ``idle_timeout``), while a live
+    worker keeps its messages however long its tasks run. Delayed tasks wait in a
     sorted set until a promoter (every consuming worker runs one) moves them to the stream.
     Every key is hash-tagged with the queue name (see :class:`~taskiq_kit.redis.keys.RedisKeys`).
 
@@ -45,7 +50,11 @@ class RedisBroker(KitBroker):
         result_backend: where results, status records and progress live.
         queue_name: the queue; workers of one queue share its tasks.
         key_prefix: first part of every key.
-        idle_timeout: seconds after which a message held by a silent (dead) worker is redelivered.
+        idle_timeout: seconds after which a message held by a worker that neither settles it nor
+            refreshes it is redelivered (the backstop for workers without a heartbeat).
+        heartbeat_interval: seconds between two heartbeats of a consuming worker.
+        dead_after: seconds without a heartbeat after which a worker is dead and its messages go
+            to a live one; at least twice ``heartbeat_interval``.
         max_delivery_attempts: deliveries of one message before it is dead-lettered.
         read_count: messages a worker reads per round trip; bounds duplicates after a crash.
         promote_batch: most delayed messages one promoter run moves to the stream.
@@ -59,7 +68,7 @@ class RedisBroker(KitBroker):
 
     Raises:
         RedisSettingError: for a queue name or prefix with braces or spaces, or an option out
-            of range (e.g. ``read_count=0``).
+            of range (e.g. ``read_count=0``, ``dead_after`` below twice ``heartbeat_interval``).
 
     """
 
@@ -71,6 +80,8 @@ class RedisBroker(KitBroker):
         queue_name: str = DEFAULT_QUEUE,
         key_prefix: str = DEFAULT_PREFIX,
         idle_timeout: float = 30.0,
+        heartbeat_interval: float = 1.0,
+        dead_after: float = 3.0,
         max_delivery_attempts: int = 5,
         read_count: int = 32,
         promote_batch: int = 500,
@@ -85,7 +96,8 @@ class RedisBroker(KitBroker):
         super().__init__(
             result_backend=result_backend,
             max_delivery_attempts=max_delivery_attempts,
-            abort_signal=abort_signal or RedisAbortSignal(url),
+            # Scoped by prefix, queue (and the URL's database): pub/sub is server-wide.
+            abort_signal=abort_signal or RedisAbortSignal(url, scope=f"{key_prefix}:{queue_name}"),
             abort_poll_interval=abort_poll_interval,
         )
         for setting, value, minimum in (
@@ -99,9 +111,12 @@ class RedisBroker(KitBroker):
                 raise RedisSettingError(
                     setting=setting, value=value, reason=f"must be >= {minimum}"
                 )
+        check_heartbeat(heartbeat_interval, dead_after)
         self.url = url
         self.keys = RedisKeys(queue=queue_name, prefix=key_prefix)
         self.idle_timeout = idle_timeout
+        self.heartbeat_interval = heartbeat_interval
+        self.dead_after = dead_after
         self.read_count = read_count
         self.promote_batch = promote_batch
         self.max_promoter_sleep = max_promoter_sleep
@@ -131,17 +146,20 @@ class RedisBroker(KitBroker):
         ``max_connections`` are busy, so a burst of kicks waits instead of raising.
         """
         if self._client is None:
-            options: dict[str, Any] = {
-                "socket_connect_timeout": self.connect_timeout,
-                "socket_keepalive": True,
-                "timeout": self.connect_timeout,
-                "max_connections": self.max_connections,
-                **self.connection_options,
-                "decode_responses": False,
-            }
-            pool = BlockingConnectionPool.from_url(self.url, **options)
-            self._client = Redis(connection_pool=pool)
+            self._client = self._new_client(self.max_connections)
         return self._client
+
+    def _new_client(self, max_connections: int) -> Redis:
+        options: dict[str, Any] = {
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_keepalive": True,
+            "timeout": self.connect_timeout,
+            "max_connections": max_connections,
+            **self.connection_options,
+            "decode_responses": False,
+        }
+        pool = BlockingConnectionPool.from_url(self.url, **options)
+        return Redis(connection_pool=pool)
 
     @property
     def publisher(self) -> Batcher[bytes]:
@@ -167,6 +185,17 @@ class RedisBroker(KitBroker):
                 max_sleep=self.max_promoter_sleep,
             )
         return self._promoter
+
+    async def connect(self) -> None:
+        """Check that Redis answers (failing fast in a client, naming the URL).
+
+        Raises:
+            BrokerNotAvailableError: when Redis does not answer within ``connect_timeout``.
+            AccessRefusedError: when Redis refuses the URL's credentials or database.
+
+        """
+        target = f"Redis at {redact(self.url)}"
+        await ping(self.client, url=self.url, target=target, timeout=self.connect_timeout)
 
     async def shutdown(self) -> None:
         """Stop consuming, hand unsettled messages back to the group, close the connections."""
@@ -205,6 +234,9 @@ class RedisBroker(KitBroker):
             idle_timeout=self.idle_timeout,
             read_count=self.read_count,
             dead_letter_maxlen=self.dead_letter_maxlen,
+            connect=functools.partial(self._new_client, 1),
+            heartbeat_interval=self.heartbeat_interval,
+            dead_after=self.dead_after,
         )
         self._consumer = consumer
         self.promoter.stopping = False

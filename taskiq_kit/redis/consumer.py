@@ -1,9 +1,11 @@
 """Consuming the ready stream through a consumer group: read, reclaim, keep alive, settle.
 
-A message read by a worker stays in the group's pending list until acknowledged. While it runs,
-a heartbeat resets its idle time; when its worker dies, the heartbeat stops, the entry idles past
-``idle_timeout`` and any live worker claims it (``XAUTOCLAIM``) on a timer, so recovery does not
-wait for new traffic. The delivery count Redis keeps becomes :attr:`Delivery.attempt`.
+A message read by a worker stays in the group's pending list until acknowledged. Each consumer
+beats in the queue's heartbeats (see :mod:`taskiq_kit.redis.heartbeat`); a live consumer claims
+the messages of one whose heartbeat stopped within seconds. As a backstop (consumers without a
+heartbeat), the idle time of held entries is reset on a timer; an entry idle past ``idle_timeout``
+is claimed (``XAUTOCLAIM``) by any live worker, also on a timer, so recovery does not wait for new
+traffic. The delivery count Redis keeps becomes :attr:`Delivery.attempt`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -22,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from taskiq_kit.delivery import Delivery
 from taskiq_kit.redis import scripts
 from taskiq_kit.redis.batching import Batcher
+from taskiq_kit.redis.heartbeat import Liveness
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -46,6 +49,16 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+#: Stands for the body of an entry without a ``data`` field (compared by identity, never sent):
+#: such an entry is dead-lettered with a reason, not dropped.
+_NO_DATA = bytes(bytearray(b"<no data field>"))
+
+
+def _body(body: bytes | None) -> bytes:
+    """A claimed entry's body (``None``: the entry has no ``data`` field)."""
+    return _NO_DATA if body is None else bytes(body)
+
+
 def _read_entries(reply: Any) -> list[Entry]:
     """Entries of an ``XREADGROUP`` reply (RESP2 list or RESP3 map) as (id, body, attempt 1)."""
     streams = reply.items() if isinstance(reply, dict) else (reply or [])
@@ -53,8 +66,7 @@ def _read_entries(reply: Any) -> list[Entry]:
     for _name, messages in streams:
         for message_id, fields in messages:
             body = (fields or {}).get(b"data")
-            if isinstance(body, bytes):
-                entries.append((_text(message_id), body, 1))
+            entries.append((_text(message_id), body if isinstance(body, bytes) else _NO_DATA, 1))
     return entries
 
 
@@ -68,6 +80,9 @@ class StreamConsumer:
         idle_timeout: seconds after which a message whose worker stopped answering is redelivered.
         read_count: messages read per round trip (the worker's prefetch beyond taskiq's own).
         dead_letter_maxlen: approximate cap of the dead-letter stream.
+        connect: makes the heartbeat thread's own Redis client.
+        heartbeat_interval: seconds between two heartbeats of this consumer.
+        dead_after: seconds without a heartbeat after which a consumer counts as dead.
 
     """
 
@@ -80,6 +95,9 @@ class StreamConsumer:
         idle_timeout: float,
         read_count: int,
         dead_letter_maxlen: int,
+        connect: Callable[[], Redis],
+        heartbeat_interval: float = 1.0,
+        dead_after: float = 3.0,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -87,7 +105,7 @@ class StreamConsumer:
         self.idle_ms = max(1, int(idle_timeout * 1000))
         self.read_count = read_count
         self.dead_letter_maxlen = dead_letter_maxlen
-        #: Ids read by this consumer and not settled yet; kept alive by the heartbeat.
+        #: Ids read by this consumer and not settled yet; their idle time is kept low.
         self.in_flight: set[str] = set()
         self._reclaim_every = max(0.05, idle_timeout / 2)
         self._block_ms = max(10, int(min(self._reclaim_every, 2.0) * 1000))
@@ -98,6 +116,9 @@ class StreamConsumer:
         self._dead_script = client.register_script(scripts.DEAD_LETTER)
         self._reclaim_script = client.register_script(scripts.RECLAIM)
         self._prune_script = client.register_script(scripts.PRUNE)
+        self.liveness = Liveness(
+            client, connect, keys, name=name, interval=heartbeat_interval, dead_after=dead_after
+        )
         self._acks: Batcher[str] = Batcher(self._ack_many, linger=ACK_LINGER)
         self._buffer: asyncio.Queue[Entry] = asyncio.Queue()
         self._low_water = read_count // 2
@@ -114,16 +135,17 @@ class StreamConsumer:
                 raise
 
     def start(self) -> None:
-        """Start reading into the local buffer and the heartbeat, in background tasks."""
+        """Start the heartbeat, and reading into the local buffer in background tasks."""
         if not self._tasks:
             self._stopping = False
+            self.liveness.start()
             self._tasks = [
                 asyncio.create_task(self._fetch(), name="taskiq-kit-redis-fetch"),
-                asyncio.create_task(self._heartbeat(), name="taskiq-kit-redis-heartbeat"),
+                asyncio.create_task(self._refresh_held(), name="taskiq-kit-redis-refresh"),
             ]
 
     async def stop(self, timeout: float = 3.0) -> None:
-        """Stop the background tasks, then make unsettled messages claimable by other workers."""
+        """Stop the background tasks, then hand unsettled messages over to other workers."""
         # Python < 3.12's asyncio.wait_for (used inside redis-py) may swallow a cancellation,
         # so the loops also check the flag, and the wait is bounded.
         self._stopping = True
@@ -133,6 +155,7 @@ class StreamConsumer:
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
         await self.release()
+        await self.liveness.stop()
 
     async def deliveries(self) -> AsyncGenerator[Delivery, None]:
         """Yield deliveries from the local buffer (filled by the background fetcher) forever.
@@ -182,6 +205,9 @@ class StreamConsumer:
             backoff = min(backoff * 2, MAX_BACKOFF)
 
     async def _next_entries(self, count: int) -> list[Entry]:
+        swept = await self.liveness.sweep(count)
+        if swept:
+            return [(entry_id, _body(body), attempt) for entry_id, body, attempt in swept]
         now = time.monotonic()
         if now >= self._next_reclaim:
             self._next_reclaim = now + self._reclaim_every
@@ -194,7 +220,8 @@ class StreamConsumer:
             await self._prune_script(
                 keys=[self.keys.ready], args=[self.keys.group, int(PRUNE_AFTER * 1000), self.name]
             )
-        block = max(1, min(self._block_ms, int((self._next_reclaim - now) * 1000)))
+        wait = min(self._next_reclaim - now, self.liveness.seconds_to_sweep(now))
+        block = max(1, min(self._block_ms, int(wait * 1000)))
         reply = await self.client.xreadgroup(
             self.keys.group,
             self.name,
@@ -210,7 +237,7 @@ class StreamConsumer:
             args=[self.keys.group, self.name, self.idle_ms, self._cursor, count],
         )
         self._cursor = _text(reply[0])
-        claimed = [(_text(entry[0]), bytes(entry[1]), int(entry[2])) for entry in reply[1]]
+        claimed = [(_text(entry[0]), _body(entry[1]), int(entry[2])) for entry in reply[1]]
         if claimed:
             logger.info("Reclaimed %d message(s) idle for over %d ms.", len(claimed), self.idle_ms)
         elif self._cursor != "0-0":
@@ -218,6 +245,10 @@ class StreamConsumer:
         return claimed
 
     def _delivery(self, message_id: str, body: bytes, attempt: int) -> Delivery:
+        defect = None
+        if body is _NO_DATA:
+            body, defect = b"", "stream entry without a 'data' field"
+
         async def ack() -> None:
             await self._settle(message_id, self._acks.submit(message_id))
 
@@ -237,7 +268,7 @@ class StreamConsumer:
                 ),
             )
 
-        return Delivery(data=body, ack=ack, dead_letter=dead_letter, attempt=attempt)
+        return Delivery(data=body, ack=ack, dead_letter=dead_letter, attempt=attempt, defect=defect)
 
     async def _settle(self, message_id: str, settling: Awaitable[Any]) -> None:
         self.in_flight.discard(message_id)
@@ -252,14 +283,14 @@ class StreamConsumer:
     async def _ack_many(self, ids: list[str]) -> None:
         await self._ack_script(keys=[self.keys.ready], args=[self.keys.group, *ids])
 
-    async def _heartbeat(self) -> None:
-        """Reset the idle time of in-flight messages, so no other worker takes them."""
+    async def _refresh_held(self) -> None:
+        """Reset the idle time of in-flight messages, so the idle reclaim does not take them."""
         while not self._stopping:
             await asyncio.sleep(self.idle_ms / 3000)
             try:
                 await self._touch(idle=None)
             except (*TRANSIENT, ResponseError) as exc:
-                logger.debug("Heartbeat failed: %s", exc)
+                logger.debug("Idle time refresh failed: %s", exc)
 
     async def release(self) -> None:
         """Make unsettled messages claimable by other workers at once (on shutdown)."""

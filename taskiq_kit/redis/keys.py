@@ -24,6 +24,15 @@ def _check(setting: str, name: str) -> str:
     return name
 
 
+def abort_channel(scope: str, *, db: int) -> str:
+    """Pub/sub channel of the abort requests of one app (``scope``) on database ``db``.
+
+    Redis pub/sub ignores the database number, so it is part of the name: apps on different
+    databases of one server (or with different queues) never hear each other's aborts.
+    """
+    return f"taskiq-kit:abort:{scope}:db{db}"
+
+
 @dataclass(frozen=True, slots=True)
 class RedisKeys:
     """Names of the keys (and the pub/sub channel) of one queue.
@@ -70,10 +79,34 @@ class RedisKeys:
         return self._key("dead")
 
     @property
+    def heartbeats(self) -> str:
+        """Sorted set of consumer name -> deadline (Redis server time, ms) of its next heartbeat.
+
+        A consumer whose deadline has passed is dead: its messages go to a live consumer.
+        """
+        return self._key("heartbeats")
+
+    @property
+    def heartbeat_clock(self) -> str:
+        """Hash of two instants in Redis server time (ms), kept by the heartbeat scripts.
+
+        ``seen``: when one last ran; ``resumed``: when Redis came back from a silence long enough
+        for live consumers to miss their deadlines (see :mod:`taskiq_kit.redis.heartbeat`).
+        """
+        return self._key("heartbeats:clock")
+
+    @property
     def wakeup(self) -> str:
         """Pub/sub channel announcing a new earliest due time to sleeping promoters."""
         return self._key("delayed:wakeup")
 
     def all(self) -> tuple[str, ...]:
         """Every key of the queue (not the channel): what a cleanup deletes."""
-        return (self.ready, self.delayed, self.payloads, self.dead)
+        return (
+            self.ready,
+            self.delayed,
+            self.payloads,
+            self.dead,
+            self.heartbeats,
+            self.heartbeat_clock,
+        )

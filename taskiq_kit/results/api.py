@@ -8,27 +8,40 @@ from typing import Any
 
 from taskiq.abc.broker import AsyncBroker
 
-from taskiq_kit.exceptions import InvalidTaskIdError, NotAKitBrokerError, TaskNotFoundError
+from taskiq_kit.exceptions import (
+    InvalidTaskIdError,
+    NotAKitBrokerError,
+    NotAKitResultBackendError,
+    TaskNotFoundError,
+)
 from taskiq_kit.results.backend import KitResultBackend
 from taskiq_kit.results.progress import ProgressReport
 from taskiq_kit.results.status import TaskRecord, TaskStatus
 
-_TASK_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
+#: The one rule for task ids, at kick and wherever an id is looked up (also the router's path
+#: pattern): 1-200 printable ASCII characters other than ``{`` and ``}`` (Redis hash-tag
+#: syntax), and not ``.`` or ``..`` (URL path segments clients rewrite). Anything else a URL
+#: cannot carry as is (``/``, ``?``, ``#``, ``%``...) is percent-encoded in a path. Written
+#: without look-ahead, for every regex engine that reads it (pydantic's, OpenAPI tools'): a
+#: first character other than ``.``; or ``.`` then one other than ``.``; or ``..`` then more.
+TASK_ID_PATTERN = r"^(?:[!-\-/-z|~][!-z|~]{0,199}|\.[!-\-/-z|~][!-z|~]{0,198}|\.\.[!-z|~]{1,198})$"
+_TASK_ID = re.compile(TASK_ID_PATTERN)
+_TASK_ID_RULE = "use 1-200 printable ASCII characters without spaces, '{' or '}' (not '.' or '..')"
 
 
 def check_task_id(task_id: object) -> str:
     """Return ``task_id`` if it is a usable task id.
 
     Raises:
-        InvalidTaskIdError: when it is not a string of 1-200 letters, digits, ``_ . : -``.
+        InvalidTaskIdError: when it is not a string of 1-200 printable ASCII characters
+            without spaces, ``{`` or ``}``, or when it is ``.`` or ``..``.
 
     """
     if not isinstance(task_id, str):
         raise InvalidTaskIdError(task_id=task_id, reason="expected a string")
-    if not _TASK_ID.fullmatch(task_id):
-        raise InvalidTaskIdError(
-            task_id=task_id, reason="use 1-200 letters, digits, '_', '.', ':' or '-'"
-        )
+    if _TASK_ID.fullmatch(task_id) is None:
+        shown = task_id if len(task_id) <= 80 else f"{task_id[:80]}..."
+        raise InvalidTaskIdError(task_id=shown, reason=_TASK_ID_RULE)
     return task_id
 
 
@@ -36,11 +49,17 @@ def kit_backend(broker: AsyncBroker) -> KitResultBackend[Any]:
     """The status-keeping backend of ``broker``.
 
     Raises:
+        NotAKitResultBackendError: when a kit broker's result backend was replaced by one that
+            keeps no status.
         NotAKitBrokerError: when the broker's result backend keeps no status (not a kit broker).
 
     """
     backend = broker.result_backend
     if not isinstance(backend, KitResultBackend):
+        from taskiq_kit.base import KitBroker  # noqa: PLC0415 - base imports this module
+
+        if isinstance(broker, KitBroker):  # built by the kit, its backend replaced since
+            raise NotAKitResultBackendError(backend=type(backend).__name__)
         raise NotAKitBrokerError(broker=type(broker).__name__)
     return backend
 

@@ -11,7 +11,9 @@ from typing import Any, Protocol, TypeVar
 
 from taskiq.abc.result_backend import AsyncResultBackend
 from taskiq.depends.progress_tracker import TaskProgress
+from taskiq.result import TaskiqResult
 
+from taskiq_kit.results.outage import StoreGuard
 from taskiq_kit.results.progress import PROGRESS_STATE, ProgressReport, jsonable_meta
 from taskiq_kit.results.status import TaskRecord
 
@@ -43,10 +45,37 @@ class KitResultBackend(AsyncResultBackend[_R]):
     Attributes:
         result_ttl: seconds results, records and progress live after their last write
             (``None``: until deleted).
+        process_local: whether the store lives in this process only (the memory store): what
+            one worker process wrote is gone when it dies, so the delivery gate cannot count
+            the runs of a task that kills its worker there, and relies on the transport's
+            delivery count instead.
 
     """
 
     result_ttl: float | None
+    process_local: bool = False
+
+    @property
+    def store_guard(self) -> StoreGuard:
+        """Retries the worker's calls to this store through an outage (created on first use)."""
+        guard = self.__dict__.get("_store_guard")
+        if guard is None:
+            guard = self.__dict__["_store_guard"] = StoreGuard(self)
+        return guard
+
+    async def set_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
+        """Store the result of ``task_id``, waiting out an outage of the store.
+
+        taskiq's Receiver calls this once a task has run, and acknowledges the message after
+        it returns: while the store is unreachable the call retries (see
+        :class:`~taskiq_kit.results.outage.StoreGuard`), so the message stays unacknowledged
+        until its result is saved.
+        """
+        await self.store_guard.call(self.save_result, task_id, result)
+
+    @abstractmethod
+    async def save_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
+        """Store the result of ``task_id`` (one try; :meth:`set_result` retries)."""
 
     @abstractmethod
     async def write_status(self, task_id: str, fields: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ every writer of their result store.
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
@@ -21,8 +22,11 @@ from taskiq_kit.exceptions import (
     ResultNotSerializableError,
     TaskFailedError,
 )
+from taskiq_kit.results.label_codec import decode_labels, encode_labels
 from taskiq_kit.results.progress import ProgressReport
 from taskiq_kit.results.status import ErrorInfo, TaskRecord
+
+logger = logging.getLogger("taskiq_kit.results")
 
 #: Marks a stored result document written by this codec (and its version).
 RESULT_FORMAT = "taskiq-kit/1"
@@ -89,7 +93,7 @@ class JSONCodec:
             "is_err": result.is_err,
             "return_value": value,
             "execution_time": result.execution_time,
-            "labels": to_jsonable_python(result.labels, fallback=str),
+            "labels": encode_labels(result.labels),
             "log": result.log,
             "error": None if result.error is None else error_info(result.error).model_dump(),
         }
@@ -119,7 +123,7 @@ class JSONCodec:
                 is_err=document["is_err"],
                 return_value=document.get("return_value"),
                 execution_time=document["execution_time"],
-                labels=document.get("labels") or {},
+                labels=decode_labels(document.get("labels")),
                 log=document.get("log"),
                 error=error,
             )
@@ -199,25 +203,47 @@ def make_codec(serializer: Serializer | ResultCodec = "json") -> ResultCodec:
 
 
 def encode_result(codec: ResultCodec, result: TaskiqResult[Any]) -> bytes:
-    """Encode ``result``; an unserialisable return value becomes a stored failure.
+    """Encode ``result``; a result that cannot be encoded becomes a stored failure.
 
-    The failure replaces the outcome in ``result`` itself too (``is_err`` and ``error``), so
-    the middlewares that run after the save (the status middleware) record ``failure`` with
-    the :class:`ResultNotSerializableError` as the error.
+    Whatever the codec raises (an unserialisable return value, a label or log it cannot carry,
+    a bug in a custom codec), the task is recorded as failed, never left without a result. The
+    failure replaces the outcome in ``result`` itself too (``is_err`` and ``error``), so the
+    middlewares that run after the save (the status middleware) record ``failure`` with the
+    :class:`ResultNotSerializableError` as the error.
+
+    Raises:
+        ResultNotSerializableError: only when the codec cannot encode even a bare failure.
+
     """
     try:
         return codec.encode(result)
     except ResultNotSerializableError as exc:
-        result.is_err = True
-        result.error = exc
-        failed: TaskiqResult[Any] = TaskiqResult(
-            is_err=True,
-            return_value=None,
-            execution_time=result.execution_time,
-            labels=result.labels,
-            log=result.log,
-            error=exc,
+        error = exc
+    except Exception as exc:  # noqa: BLE001 - any encoding failure must still end the task
+        error = ResultNotSerializableError(
+            type_name=_type_name(result.return_value),
+            serializer=codec.name,
+            reason=f"{type(exc).__name__}: {exc}"[:500],
         )
+    result.is_err = True
+    result.error = error
+    failed: TaskiqResult[Any] = TaskiqResult(
+        is_err=True,
+        return_value=None,
+        execution_time=result.execution_time,
+        labels=result.labels,
+        log=result.log,
+        error=error,
+    )
+    try:
+        return codec.encode(failed)
+    except Exception:  # noqa: BLE001 - the labels or log were the trouble: store without them
+        logger.warning(
+            "Result of a task stored without its labels and log: %s cannot encode them.",
+            codec.name,
+        )
+        failed.labels = {}
+        failed.log = None
         return codec.encode(failed)
 
 

@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 from pydantic_core import to_json
 
-from taskiq_kit.exceptions import ResultBackendNotStartedError, ResultDecodeError
+from taskiq_kit.exceptions import (
+    ResultBackendNotStartedError,
+    ResultDecodeError,
+    ResultStoreNotAvailableError,
+)
 from taskiq_kit.results.backend import ChangeWaiter, KitResultBackend
 from taskiq_kit.results.codec import (
     ResultCodec,
@@ -25,9 +29,11 @@ from taskiq_kit.results.codec import (
     make_codec,
     parse_record,
 )
+from taskiq_kit.results.postgres_connect import UNREACHABLE, open_pool
 from taskiq_kit.results.postgres_sql import DEFAULT_TABLE, check_table, render
 from taskiq_kit.results.postgres_watch import PostgresNotifier
 from taskiq_kit.results.progress import ProgressReport
+from taskiq_kit.results.reach import reaching
 from taskiq_kit.results.status import TaskRecord, is_final_value
 from taskiq_kit.settings import DAY
 from taskiq_kit.urls import redact
@@ -67,6 +73,8 @@ class PostgresResultBackend(KitResultBackend[_R]):
         purge_batch: rows deleted per purge statement.
         min_pool_size: connections the pool keeps open.
         max_pool_size: connections the pool may open.
+        connect_timeout: seconds to wait for a connection before failing with
+            :class:`~taskiq_kit.exceptions.ResultStoreNotAvailableError`.
 
     Raises:
         ValueError: for an invalid table name, a ``result_ttl`` that is not positive, or an
@@ -86,6 +94,7 @@ class PostgresResultBackend(KitResultBackend[_R]):
         purge_batch: int = 1000,
         min_pool_size: int = 1,
         max_pool_size: int = 10,
+        connect_timeout: float = 5.0,
     ) -> None:
         if result_ttl is not None and not result_ttl > 0:
             raise ValueError(f"result_ttl must be positive seconds or None, got {result_ttl!r}")
@@ -98,6 +107,8 @@ class PostgresResultBackend(KitResultBackend[_R]):
         self.purge_batch = purge_batch
         self.min_pool_size = min_pool_size
         self.max_pool_size = max_pool_size
+        self.connect_timeout = connect_timeout
+        self.unreachable_errors = UNREACHABLE
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._purger: asyncio.Task[None] | None = None
         self._sql = render(self.table)
@@ -112,18 +123,27 @@ class PostgresResultBackend(KitResultBackend[_R]):
     def __repr__(self) -> str:
         return f"PostgresResultBackend({redact(self.url)!r}, table={self.table!r})"
 
+    @property
+    def target(self) -> str:
+        """This store and its URL, safe to show."""
+        return f"PostgreSQL result store at {redact(self.url)}"
+
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresResultBackend[Any]:
         """Build a backend for ``url``; ``options`` as for the constructor."""
         return cls(url, **options)
 
     async def startup(self) -> None:
-        """Open the pool, create the table if missing, start purging expired rows (idempotent)."""
+        """Open the pool, create the table if missing, start purging expired rows (idempotent).
+
+        Raises:
+            ResultStoreNotAvailableError: when PostgreSQL cannot be reached in ``connect_timeout``.
+            AccessRefusedError: when it refuses the URL's role, password or database.
+
+        """
         if self._pool is not None:
             return
-        pool = await asyncpg.create_pool(
-            self.url, min_size=self.min_pool_size, max_size=self.max_pool_size
-        )
+        pool = await open_pool(self, min_size=self.min_pool_size, max_size=self.max_pool_size)
         try:
             if self.create_table:
                 async with pool.acquire() as conn, conn.transaction():
@@ -163,6 +183,7 @@ class PostgresResultBackend(KitResultBackend[_R]):
             raise ResultBackendNotStartedError(backend=repr(self))
         return self._pool
 
+    @reaching
     async def purge_expired(self) -> int:
         """Delete up to ``purge_batch`` expired rows; return how many were deleted."""
         status = await self.pool.execute(self._sql["purge"], self.purge_batch)
@@ -176,18 +197,26 @@ class PostgresResultBackend(KitResultBackend[_R]):
                 for _ in range(10):
                     if await self.purge_expired() < self.purge_batch:
                         break
-            except (asyncpg.PostgresError, OSError, ResultBackendNotStartedError):
+            except (
+                asyncpg.PostgresError,
+                OSError,
+                ResultBackendNotStartedError,
+                ResultStoreNotAvailableError,
+            ):
                 logger.warning("Purging expired task rows failed; retrying later.", exc_info=True)
 
-    async def set_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
+    @reaching
+    async def save_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
         """Store the result of ``task_id`` (an unserialisable value is stored as a failure)."""
         data = encode_result(self.codec, result)
         await self.pool.execute(self._sql["set_result"], task_id, data, self.result_ttl)
 
+    @reaching
     async def is_result_ready(self, task_id: str) -> bool:
         """Whether a live result of ``task_id`` is stored."""
         return await self.pool.fetchval(self._sql["result_ready"], task_id) is not None
 
+    @reaching
     async def get_result(self, task_id: str, with_logs: bool = False) -> TaskiqResult[_R]:
         """Return the result of ``task_id``; errors come back as ``TaskFailedError``.
 
@@ -201,6 +230,7 @@ class PostgresResultBackend(KitResultBackend[_R]):
             raise KeyError(task_id)
         return self.codec.decode(bytes(data), task_id=task_id)
 
+    @reaching
     async def write_status(self, task_id: str, fields: dict[str, Any]) -> None:
         """Merge ``fields`` into the record of ``task_id`` (one upsert); the row's TTL only grows."""
         ttl = self.record_ttl(fields.get("due_at"), time.time())
@@ -213,6 +243,7 @@ class PostgresResultBackend(KitResultBackend[_R]):
         else:
             await self.pool.execute(self._sql["write_status"], task_id, data, ttl)
 
+    @reaching
     async def get_record(self, task_id: str) -> TaskRecord | None:
         """Return the record of ``task_id``, if any."""
         text = await self.pool.fetchval(self._sql["get_record"], task_id)
@@ -226,6 +257,7 @@ class PostgresResultBackend(KitResultBackend[_R]):
             ) from exc
         return parse_record(task_id, data)
 
+    @reaching
     async def write_progress(self, task_id: str, report: ProgressReport) -> None:
         """Store ``report`` as the latest progress of ``task_id``."""
         data = _jsonb_text(encode_progress(report))
@@ -233,6 +265,7 @@ class PostgresResultBackend(KitResultBackend[_R]):
             self._sql["write_progress_notify"], task_id, data, self.result_ttl, self.channel
         )
 
+    @reaching
     async def read_progress(self, task_id: str) -> ProgressReport | None:
         """Return the latest progress of ``task_id``, if any."""
         text = await self.pool.fetchval(self._sql["get_progress"], task_id)

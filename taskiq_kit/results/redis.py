@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from taskiq_kit.exceptions import ResultBackendNotStartedError
+from taskiq_kit.exceptions import ResultBackendNotStartedError, ResultStoreNotAvailableError
+from taskiq_kit.redis.connect import UNREACHABLE, ping
 from taskiq_kit.results.backend import ChangeWaiter, KitResultBackend
 from taskiq_kit.results.codec import (
     ResultCodec,
@@ -22,6 +23,7 @@ from taskiq_kit.results.codec import (
     make_codec,
 )
 from taskiq_kit.results.progress import ProgressReport
+from taskiq_kit.results.reach import reaching
 from taskiq_kit.results.redis_keys import DEFAULT_PREFIX, ResultKeys
 from taskiq_kit.results.redis_watch import RedisNotifier
 from taskiq_kit.results.status import TaskRecord, is_final_value
@@ -75,6 +77,9 @@ class RedisResultBackend(KitResultBackend[_R]):
             a Redis nobody else can write to, and only if results must be arbitrary objects.
         max_connections: size of the connection pool.
         pool_timeout: seconds a call waits for a free connection before it fails.
+        connect_timeout: seconds to wait for a connection to Redis (at start-up: for its
+            first answer) before failing with
+            :class:`~taskiq_kit.exceptions.ResultStoreNotAvailableError`.
 
     Raises:
         ValueError: for a ``result_ttl`` that is not positive, or a bad prefix or serializer.
@@ -90,6 +95,7 @@ class RedisResultBackend(KitResultBackend[_R]):
         serializer: Serializer | ResultCodec = "json",
         max_connections: int = 50,
         pool_timeout: float = 20.0,
+        connect_timeout: float = 5.0,
     ) -> None:
         if result_ttl is not None and not result_ttl > 0:
             raise ValueError(f"result_ttl must be positive seconds or None, got {result_ttl!r}")
@@ -99,6 +105,8 @@ class RedisResultBackend(KitResultBackend[_R]):
         self.codec = make_codec(serializer)
         self.max_connections = max_connections
         self.pool_timeout = pool_timeout
+        self.connect_timeout = connect_timeout
+        self.unreachable_errors = UNREACHABLE
         self._pool: BlockingConnectionPool | None = None
         self._redis: Redis | None = None
         self._write_status_script: AsyncScript | None = None
@@ -112,15 +120,41 @@ class RedisResultBackend(KitResultBackend[_R]):
     def __repr__(self) -> str:
         return f"RedisResultBackend({redact(self.url)!r})"
 
+    @property
+    def target(self) -> str:
+        """This store and its URL, safe to show."""
+        return f"Redis result store at {redact(self.url)}"
+
     async def startup(self) -> None:
-        """Create the connection pool (idempotent)."""
+        """Create the connection pool and check that Redis answers (idempotent).
+
+        Raises:
+            ResultStoreNotAvailableError: when Redis does not answer within ``connect_timeout``.
+            AccessRefusedError: when Redis refuses the URL's credentials or database.
+
+        """
         if self._redis is None:
             # Blocking: with more concurrent tasks than connections, callers wait for one.
-            self._pool = BlockingConnectionPool.from_url(
-                self.url, max_connections=self.max_connections, timeout=self.pool_timeout
+            pool = BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=self.max_connections,
+                timeout=self.pool_timeout,
+                socket_connect_timeout=self.connect_timeout,
             )
-            self._redis = Redis(connection_pool=self._pool)
-            self._write_status_script = self._redis.register_script(_WRITE_STATUS)
+            redis = Redis(connection_pool=pool)
+            try:
+                await ping(
+                    redis,
+                    url=self.url,
+                    target=self.target,
+                    timeout=self.connect_timeout,
+                    unavailable=ResultStoreNotAvailableError,
+                )
+            except BaseException:
+                await redis.aclose(close_connection_pool=True)
+                raise
+            self._pool, self._redis = pool, redis
+            self._write_status_script = redis.register_script(_WRITE_STATUS)
 
     async def shutdown(self) -> None:
         """Close the connection pool."""
@@ -147,15 +181,18 @@ class RedisResultBackend(KitResultBackend[_R]):
             raise ResultBackendNotStartedError(backend=repr(self))
         return self._redis
 
-    async def set_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
+    @reaching
+    async def save_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
         """Store the result of ``task_id`` (an unserialisable value is stored as a failure)."""
         data = encode_result(self.codec, result)
         await self.redis.set(self.keys.result(task_id), data, px=_ttl_ms(self.result_ttl))
 
+    @reaching
     async def is_result_ready(self, task_id: str) -> bool:
         """Whether a result of ``task_id`` is stored."""
         return bool(await self.redis.exists(self.keys.result(task_id)))
 
+    @reaching
     async def get_result(self, task_id: str, with_logs: bool = False) -> TaskiqResult[_R]:
         """Return the result of ``task_id``; errors come back as ``TaskFailedError``.
 
@@ -169,6 +206,7 @@ class RedisResultBackend(KitResultBackend[_R]):
             raise KeyError(task_id)
         return self.codec.decode(data, task_id=task_id)
 
+    @reaching
     async def write_status(self, task_id: str, fields: dict[str, Any]) -> None:
         """Merge ``fields`` into the record of ``task_id`` in one round trip; the TTL only grows."""
         ttl = _ttl_ms(self.record_ttl(fields.get("due_at"), time.time()))
@@ -186,10 +224,12 @@ class RedisResultBackend(KitResultBackend[_R]):
         # EVALSHA, falling back to EVAL once per connection when the script is not cached.
         await script(keys=[self.keys.status(task_id)], args=args)
 
+    @reaching
     async def get_record(self, task_id: str) -> TaskRecord | None:
         """Return the record of ``task_id``, if any."""
         return decode_record(task_id, await self.redis.hgetall(self.keys.status(task_id)))
 
+    @reaching
     async def write_progress(self, task_id: str, report: ProgressReport) -> None:
         """Store ``report`` and announce it to watchers, in one transaction."""
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -199,6 +239,7 @@ class RedisResultBackend(KitResultBackend[_R]):
             pipe.publish(self.keys.events(task_id), "progress")
             await pipe.execute()
 
+    @reaching
     async def read_progress(self, task_id: str) -> ProgressReport | None:
         """Return the latest progress of ``task_id``, if any."""
         data = await self.redis.get(self.keys.progress(task_id))

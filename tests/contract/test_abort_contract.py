@@ -133,7 +133,7 @@ async def test_abort_finished_unknown_and_malformed(harness: BrokerHarness) -> N
     assert await get_status(harness.broker, task.task_id) is TaskStatus.SUCCESS
     with pytest.raises(TaskNotFoundError):
         await abort_task(harness.broker, uuid.uuid4().hex)
-    for bad in ("", "x" * 300, "../../etc", "id with spaces", None, 42):
+    for bad in ("", "x" * 300, "{hash-tag}", "..", "id with spaces", None, 42):
         with pytest.raises(InvalidTaskIdError):
             await abort_task(harness.broker, bad)  # type: ignore[arg-type]
 

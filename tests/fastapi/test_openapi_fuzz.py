@@ -19,6 +19,7 @@ from schemathesis.python.asgi import get_client, shutdown_lifespans
 
 from taskiq_kit import make_broker
 from taskiq_kit.fastapi import StreamSettings
+from taskiq_kit.results.api import TASK_ID_PATTERN
 from tests.fastapi.app import AUTH, create_app, register_tasks
 
 broker = make_broker("memory://")
@@ -64,7 +65,7 @@ def test_schema_documents_the_routes() -> None:
     events = paths["/tasks/{task_id}/events"]["get"]["responses"]["200"]["content"]
     assert set(events) == {"text/event-stream"}
     parameter = paths["/tasks/{task_id}"]["get"]["parameters"][0]
-    assert parameter["schema"]["pattern"] == r"^[A-Za-z0-9_.:\-]{1,200}$"
+    assert parameter["schema"]["pattern"] == TASK_ID_PATTERN
 
 
 @schema.parametrize()

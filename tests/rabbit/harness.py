@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -29,6 +29,18 @@ async def wait_until(done: Callable[[], bool], timeout: float, step: float = 0.0
     return done()
 
 
+async def wait_until_async(
+    done: Callable[[], Awaitable[bool]], timeout: float, step: float = 0.1
+) -> bool:
+    """Await ``done()`` until it holds or ``timeout`` seconds pass; return its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await done():
+            return True
+        await asyncio.sleep(step)
+    return await done()
+
+
 def reason_of(message: aio_pika.abc.AbstractIncomingMessage) -> str:
     """The kit's reason header, or RabbitMQ's own x-death reason."""
     headers = message.headers or {}
@@ -49,16 +61,20 @@ async def drain(channel: aio_pika.abc.AbstractChannel, queue: str) -> list[tuple
 
 
 async def delete_topology(broker: RabbitBroker) -> None:
-    async with await aio_pika.connect(AMQP_URL) as connection:
+    """Delete every exchange and queue of ``broker``, on the RabbitMQ it uses."""
+    async with await aio_pika.connect(broker.connection.url) as connection:
         await broker.topology.delete(await connection.channel())
 
 
 @asynccontextmanager
-async def build(names: Callable[[str], str], **options: Any) -> AsyncIterator[BrokerHarness]:
-    broker = make_broker(AMQP_URL, exchange=names("x"), queue_name=names("q"), **options)
+async def build(
+    names: Callable[[str], str], *, url: str = AMQP_URL, **options: Any
+) -> AsyncIterator[BrokerHarness]:
+    """A RabbitMQ broker on uuid-named exchanges and queues of ``url``, deleted after."""
+    broker = make_broker(url, exchange=names("x"), queue_name=names("q"), **options)
     assert isinstance(broker, RabbitBroker)
     seen: list[tuple[bytes, str]] = []
-    connection = await aio_pika.connect(AMQP_URL)
+    connection = await aio_pika.connect(url)
     channel = await connection.channel()
 
     async def read_dead_letters() -> list[tuple[bytes, str]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import version
@@ -22,6 +21,7 @@ from pamqp.commands import Basic
 from taskiq_kit import BrokerNotAvailableError, make_broker
 from taskiq_kit.rabbit import RabbitBroker, confirmed
 from taskiq_kit.rabbit.confirmed import publish_confirmed
+from tests.private.rabbit import PrivateRabbit
 from tests.rabbit.harness import AMQP_URL, delete_topology
 
 pytestmark = [pytest.mark.rabbit, pytest.mark.usefixtures("amqp_url")]
@@ -206,16 +206,14 @@ async def _unconfirmed_publishes(channel: aiormq.Channel, queue: str) -> None:
         await pending
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-
 async def test_a_kick_that_rabbitmq_never_confirms_fails_within_the_timeout(
-    path: str, unique_name: Callable[[str], str]
+    path: str, unique_name: Callable[[str], str], private_rabbit: PrivateRabbit
 ) -> None:
     # In a memory alarm RabbitMQ stops reading from publishing connections: no confirm comes.
+    # The alarm blocks every publisher of the server: the session's private node, not the shared.
+    url = private_rabbit.url
     broker = make_broker(
-        AMQP_URL, exchange=unique_name("x"), queue_name=unique_name("q"), publish_timeout=2
+        url, exchange=unique_name("x"), queue_name=unique_name("q"), publish_timeout=2
     )
     assert isinstance(broker, RabbitBroker)
 
@@ -225,12 +223,12 @@ async def test_a_kick_that_rabbitmq_never_confirms_fails_within_the_timeout(
 
     await broker.startup()
     # Connected before the alarm: RabbitMQ blocks a connection once it publishes in one.
-    connection = await aiormq.connect(AMQP_URL)
+    connection = await aiormq.connect(url)
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     queue = unique_name("direct")
     await channel.queue_declare(queue, auto_delete=True)
     try:
-        _rabbitmqctl("set_vm_memory_high_watermark", "0")
+        await asyncio.to_thread(private_rabbit.set_memory_watermark, 0)
         try:
             started = time.monotonic()
             with pytest.raises(BrokerNotAvailableError):
@@ -239,7 +237,7 @@ async def test_a_kick_that_rabbitmq_never_confirms_fails_within_the_timeout(
             if path == "kit":
                 await _unconfirmed_publishes(channel, queue)
         finally:
-            _rabbitmqctl("set_vm_memory_high_watermark", "0.4")
+            await asyncio.to_thread(private_rabbit.set_memory_watermark, 0.4)
         # The connection carries on once RabbitMQ reads again.
         await stuck.kiq()
     finally:

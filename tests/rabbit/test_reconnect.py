@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -17,36 +16,18 @@ import pytest
 from taskiq_kit.rabbit import RabbitBroker
 from taskiq_kit.rabbit.publisher import DUE_AT_HEADER, Outgoing
 from tests.brokers import in_process_worker
+from tests.private.rabbit import PrivateRabbit
 from tests.rabbit.harness import AMQP_URL, build, wait_until
 
-pytestmark = [pytest.mark.rabbit, pytest.mark.usefixtures("amqp_url")]
-
-
-def _close_connection(name: str) -> None:
-    """Close (server side) the one connection named ``name``; nobody else's."""
-    listed = subprocess.run(
-        ["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "pid", "client_properties"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
-    marker = f'{{"connection_name","{name}"}}'
-    pids = [line.split("\t", 1)[0] for line in listed.splitlines() if marker in line]
-    assert len(pids) == 1, f"expected one connection named {name!r}, found {len(pids)}"
-    subprocess.run(
-        ["rabbitmqctl", "close_connection", pids[0], "test: simulated network failure"],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
+pytestmark = pytest.mark.rabbit
 
 
 @pytest.mark.timeout(60)
 async def test_worker_survives_losing_its_connection_with_held_deliveries(
-    unique_name: Callable[[str], str],
+    unique_name: Callable[[str], str], private_rabbit: PrivateRabbit
 ) -> None:
-    async with build(unique_name) as harness:
+    # Connections are closed with rabbitmqctl: on the session's private node, not the shared one.
+    async with build(unique_name, url=private_rabbit.url) as harness:
         broker = harness.broker
         assert isinstance(broker, RabbitBroker)
         # Hold deliveries up to 10 s in the worker (not the ladder), so the connection surely
@@ -71,7 +52,9 @@ async def test_worker_survives_losing_its_connection_with_held_deliveries(
                 await asyncio.sleep(0.5)
                 assert len(ran) == 0
                 assert len(broker.consumer._held) == 5
-                await asyncio.to_thread(_close_connection, broker.consume_connection.name)
+                await asyncio.to_thread(
+                    private_rabbit.close_connection, broker.consume_connection.name
+                )
                 assert time.time() < due_at - 1, "too slow to test held deliveries"
                 assert await wait_until(lambda: len(ran) == 5, 20)
                 await held.kiq("after")
@@ -97,6 +80,7 @@ async def _queue_exists(name: str) -> bool:
     int(version("aiormq").split(".")[0]) < 7,
     reason="aiormq < 7 (Python 3.10) does not report consumers cancelled by RabbitMQ",
 )
+@pytest.mark.usefixtures("amqp_url")
 async def test_worker_consumes_again_after_its_queue_is_deleted(
     unique_name: Callable[[str], str],
 ) -> None:

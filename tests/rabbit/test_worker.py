@@ -3,98 +3,47 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from taskiq.exceptions import SendTaskError
 
-from taskiq_kit import BrokerNotAvailableError, make_broker
+from taskiq_kit import BrokerNotAvailableError
 from taskiq_kit.rabbit import RabbitBroker
-from tests.rabbit.harness import AMQP_URL, delete_topology, wait_until
+from tests.private.rabbit import PrivateRabbit
+from tests.rabbit.harness import wait_until
+from tests.rabbit.workers import Workers
 
-pytestmark = [pytest.mark.rabbit, pytest.mark.slow, pytest.mark.usefixtures("amqp_url")]
-
-ROOT = Path(__file__).resolve().parents[2]
-TASKIQ = str(Path(sys.executable).with_name("taskiq"))
-
-
-class Workers:
-    """Starts ``taskiq worker`` process groups and reads what their tasks recorded."""
-
-    def __init__(self, env: dict[str, str], out: Path) -> None:
-        self.env = env
-        self.out = out
-        self.running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [TASKIQ, "worker", "tests.rabbit.worker_app:broker", "--workers", "1", *args],
-            cwd=ROOT,
-            env=self.env,
-            start_new_session=True,  # its own process group: the worker and its child
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.running.append(process)
-        return process
-
-    def signal(self, process: subprocess.Popen[bytes], signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signum)
-
-    def recorded(self) -> Counter[int]:
-        if not self.out.exists():
-            return Counter()
-        return Counter(int(line) for line in self.out.read_text().split())
+pytestmark = [pytest.mark.rabbit, pytest.mark.slow]
 
 
 @pytest.fixture
-async def workers(tmp_path: Path, unique_name: Callable[[str], str]) -> AsyncIterator[Workers]:
-    env = dict(os.environ)
-    env.update(
-        KIT_TEST_AMQP_URL=AMQP_URL,
-        KIT_TEST_EXCHANGE=unique_name("wx"),
-        KIT_TEST_QUEUE=unique_name("wq"),
-        KIT_TEST_OUT=str(tmp_path / "ran.txt"),
-    )
-    running = Workers(env, tmp_path / "ran.txt")
+async def workers(
+    tmp_path: Path, unique_name: Callable[[str], str], amqp_url: str
+) -> AsyncIterator[Workers]:
+    """Worker processes on the shared RabbitMQ (nothing here touches the server itself)."""
+    running = Workers(amqp_url, unique_name("wx"), unique_name("wq"), tmp_path / "ran.txt")
     try:
         yield running
     finally:
-        # Workers first: a live worker would declare its queue again after the cleanup.
-        for process in running.running:
-            running.signal(process, signal.SIGKILL)
-            process.wait(10)
-        await delete_topology(_broker(env))
+        await running.close()
 
 
-def _broker(env: dict[str, str]) -> RabbitBroker:
-    broker = make_broker(
-        AMQP_URL,
-        exchange=env["KIT_TEST_EXCHANGE"],
-        queue_name=env["KIT_TEST_QUEUE"],
-        delay_mode="ladder",
+@pytest.fixture
+async def private_workers(
+    tmp_path: Path, unique_name: Callable[[str], str], private_rabbit: PrivateRabbit
+) -> AsyncIterator[Workers]:
+    """Worker processes on the session's private RabbitMQ node, which tests may restart."""
+    running = Workers(
+        private_rabbit.url, unique_name("wx"), unique_name("wq"), tmp_path / "ran.txt"
     )
-    assert isinstance(broker, RabbitBroker)
-    return broker
-
-
-@contextlib.asynccontextmanager
-async def client(workers: Workers) -> AsyncIterator[RabbitBroker]:
-    broker = _broker(workers.env)
-    await broker.startup()
     try:
-        yield broker
+        yield running
     finally:
-        await broker.shutdown()
+        await running.close()
 
 
 async def kick(broker: RabbitBroker, n: int, seconds: float = 0.0) -> None:
@@ -108,7 +57,7 @@ async def _record(n: int, seconds: float = 0.0) -> None:
 
 @pytest.mark.timeout(120)
 async def test_sigkill_while_tasks_flow_loses_nothing(workers: Workers) -> None:
-    async with client(workers) as broker:
+    async with workers.client() as broker:
         first = workers.start()
         for start in range(0, 1000, 100):
             await asyncio.gather(*(kick(broker, n, 0.01) for n in range(start, start + 100)))
@@ -129,7 +78,7 @@ async def test_sigkill_while_tasks_flow_loses_nothing(workers: Workers) -> None:
 async def test_sigterm_finishes_running_tasks_and_returns_prefetched_ones(
     workers: Workers,
 ) -> None:
-    async with client(workers) as broker:
+    async with workers.client() as broker:
         worker = workers.start("--max-async-tasks", "2", "--wait-tasks-timeout", "10")
         await asyncio.gather(*(kick(broker, n, 1.0) for n in range(12)))
         assert await wait_until(lambda: len(workers.recorded()) >= 2, 30)
@@ -144,17 +93,14 @@ async def test_sigterm_finishes_running_tasks_and_returns_prefetched_ones(
         assert max(recorded.values()) == 1, f"tasks ran twice: {recorded}"
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.mark.timeout(150)
 async def test_worker_recovers_from_a_rabbitmq_restart_and_no_confirmed_kick_is_lost(
-    workers: Workers,
+    private_workers: Workers, private_rabbit: PrivateRabbit
 ) -> None:
+    workers = private_workers
     confirmed: list[int] = []
     failures: list[tuple[float, BaseException | None]] = []
-    async with client(workers) as broker:
+    async with workers.client() as broker:
         workers.start()
         stop = asyncio.Event()
 
@@ -175,10 +121,10 @@ async def test_worker_recovers_from_a_rabbitmq_restart_and_no_confirmed_kick_is_
         try:
             assert await wait_until(lambda: len(workers.recorded()) >= 100, 30)
             try:
-                await asyncio.to_thread(_rabbitmqctl, "stop_app")
+                await asyncio.to_thread(private_rabbit.stop_app)
                 await asyncio.sleep(3)
             finally:
-                await asyncio.to_thread(_rabbitmqctl, "start_app")
+                await asyncio.to_thread(private_rabbit.start_app)
             restarted = time.monotonic()
             before = len(confirmed)
             assert await wait_until(lambda: len(confirmed) >= before + 200, 30)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from taskiq_kit import make_broker
 
@@ -27,5 +28,16 @@ async def record(n: int, seconds: float = 0.0) -> None:
     fd = os.open(os.environ["KIT_TEST_OUT"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         os.write(fd, line)  # one small O_APPEND write: atomic between processes
+    finally:
+        os.close(fd)
+
+
+@broker.task(task_name="record_at")
+async def record_at(n: int, due_at: float) -> None:
+    """Append ``n`` and how late it ran (seconds after ``due_at``; negative: early)."""
+    line = f"{n} {time.time() - due_at:.6f}\n".encode()
+    fd = os.open(os.environ["KIT_TEST_OUT"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, line)
     finally:
         os.close(fd)

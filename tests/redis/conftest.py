@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.redis.harness import REDIS_URL
-from tests.redis.worker_app import done_key, runs_key, started_key
+from tests.redis.worker_app import done_key, hang_key, runs_key, started_key, starts_key
 
 
 @pytest.fixture
@@ -20,7 +20,8 @@ async def queue(redis_url: str, unique_name: Callable[[str], str]) -> AsyncItera
     try:
         prefix = "taskiq-kit:{" + name + "}:*"
         keys = [key async for key in client.scan_iter(match=prefix)]
-        await client.delete(done_key(name), runs_key(name), started_key(name), *keys)
+        test_keys = [key(name) for key in (done_key, runs_key, started_key, starts_key, hang_key)]
+        await client.delete(*test_keys, *keys)
     finally:
         await client.aclose()
 

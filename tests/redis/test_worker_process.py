@@ -73,6 +73,15 @@ async def test_sigkill_mid_flow_loses_no_task(queue: str, redis: Redis) -> None:
     assert 1000 <= runs <= 1000 + held, f"{runs} runs, the killed worker held {held}"
 
 
+async def _only_consumer_left(redis: Redis, broker: RedisBroker) -> bool:
+    """Whether the group and the heartbeats hold one consumer, the same."""
+    consumers = {
+        c["name"] for c in await redis.xinfo_consumers(broker.keys.ready, broker.keys.group)
+    }
+    beating = set(await redis.zrange(broker.keys.heartbeats, 0, -1))
+    return len(consumers) == 1 and consumers == beating
+
+
 async def _settled(redis: Redis, broker: RedisBroker) -> bool:
     pending = await redis.xpending(broker.keys.ready, broker.keys.group)
     return int(pending["pending"]) == 0 and await redis.xlen(broker.keys.ready) == 0
@@ -114,6 +123,10 @@ async def test_sigterm_exits_in_time_and_leaves_the_task_claimable(
         try:
             async with in_process_worker(taker):
                 await eventually(lambda: bool(ran), 10, "the released task")
+                # The stopped worker declared itself dead: the taker deletes its consumer.
+                await eventually(
+                    lambda: _only_consumer_left(redis, broker), 10, "the stopped consumer's removal"
+                )
         finally:
             await taker.shutdown()
         assert ran == [7]

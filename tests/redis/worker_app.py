@@ -1,13 +1,15 @@
 """A broker module for ``taskiq worker tests.redis.worker_app:broker`` in the Redis tests.
 
 Configured from the environment: ``KIT_TEST_REDIS_URL``, ``KIT_TEST_QUEUE``,
-``KIT_TEST_IDLE_TIMEOUT``, ``KIT_TEST_READ_COUNT``. Tasks count their runs in Redis keys.
+``KIT_TEST_IDLE_TIMEOUT``, ``KIT_TEST_READ_COUNT``, ``KIT_TEST_HEARTBEAT_INTERVAL``,
+``KIT_TEST_DEAD_AFTER``. Tasks count their runs in Redis keys.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from redis.asyncio import Redis
 
@@ -23,6 +25,8 @@ broker = RedisBroker(
     queue_name=QUEUE,
     idle_timeout=float(os.environ.get("KIT_TEST_IDLE_TIMEOUT", "2")),
     read_count=int(os.environ.get("KIT_TEST_READ_COUNT", "16")),
+    heartbeat_interval=float(os.environ.get("KIT_TEST_HEARTBEAT_INTERVAL", "1")),
+    dead_after=float(os.environ.get("KIT_TEST_DEAD_AFTER", "3")),
 )
 
 _clients: list[Redis] = []
@@ -40,6 +44,16 @@ def started_key(queue: str) -> str:
     return f"kit-test:{{{queue}}}:started"
 
 
+def starts_key(queue: str) -> str:
+    """Hash: task number -> runs started."""
+    return f"kit-test:{{{queue}}}:starts"
+
+
+def hang_key(queue: str) -> str:
+    """While this key exists, ``hang`` tasks hang."""
+    return f"kit-test:{{{queue}}}:hang"
+
+
 def _client() -> Redis:
     if not _clients:
         _clients.append(Redis.from_url(URL))
@@ -47,11 +61,29 @@ def _client() -> Redis:
 
 
 @broker.task(task_name="record")
-async def record(number: int, sleep: float = 0.0) -> None:
-    """Mark ``number`` as done (a set) and count the run (a counter)."""
+async def record(number: int, sleep: float = 0.0, *, block: bool = False) -> None:
+    """Mark ``number`` as done (a set) and count the run (a counter).
+
+    ``block``: sleep without yielding, blocking the worker's event loop (a badly written task).
+    """
     await _client().incr(started_key(QUEUE))
-    if sleep:
+    if block:
+        time.sleep(sleep)  # noqa: ASYNC251 - the point of the test
+    elif sleep:
         await asyncio.sleep(sleep)
+    await _done(number)
+
+
+@broker.task(task_name="hang")
+async def hang(number: int) -> None:
+    """Count the start of ``number``; hang while :func:`hang_key` exists, then finish at once."""
+    await _client().hincrby(starts_key(QUEUE), str(number), 1)
+    while await _client().exists(hang_key(QUEUE)):  # noqa: ASYNC110 - the test process deletes it
+        await asyncio.sleep(0.2)
+    await _done(number)
+
+
+async def _done(number: int) -> None:
     async with _client().pipeline(transaction=False) as pipe:
         pipe.sadd(done_key(QUEUE), number)
         pipe.incr(runs_key(QUEUE))

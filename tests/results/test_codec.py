@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
+import msgpack
 import pytest
 from taskiq.result import TaskiqResult
 
@@ -106,3 +107,61 @@ def test_pickle_codec_is_an_explicit_opt_in() -> None:
     stored = codec.decode(encode_result(codec, local), task_id="t")
     assert stored.is_err
     assert "is not pickle-serialisable" in str(stored.error)
+
+
+def test_bytes_labels_round_trip_as_bytes() -> None:
+    # What taskiq-pipelines keeps in a label: a msgpack payload, not text.
+    pipeline = msgpack.packb({"steps": [{"task": "a", "kwargs": {"x": b"\xff"}}]})
+    with pytest.raises(UnicodeDecodeError):
+        pipeline.decode()
+    labels = {"pipeline": pipeline, "n": 1, "flag": True, "text": "t", "empty": b""}
+    result = TaskiqResult[Any](is_err=False, return_value=1, execution_time=1, labels=labels)
+    for codec in (make_codec("json"), make_codec("pickle")):
+        decoded = codec.decode(encode_result(codec, result), task_id="t")
+        assert decoded.labels == labels
+        assert not decoded.is_err
+
+
+def test_labels_of_any_type_are_storable() -> None:
+    class Opaque:
+        def __str__(self) -> str:
+            return "opaque"
+
+    circular: list[object] = []
+    circular.append(circular)
+    labels = {
+        "nested": {"raw": b"\xff\x00"},
+        "obj": Opaque(),
+        "when": datetime(2026, 1, 1),
+        "loop": circular,
+    }
+    result = TaskiqResult[Any](is_err=False, return_value=1, execution_time=1, labels=labels)
+    codec = make_codec("json")
+    decoded = codec.decode(encode_result(codec, result), task_id="t")
+    assert not decoded.is_err
+    assert decoded.labels == {
+        "nested": {"raw": "_wA="},  # nested bytes: base64 text (only top-level values round-trip)
+        "obj": "opaque",
+        "when": "2026-01-01T00:00:00",
+        "loop": "<unstorable list>",
+    }
+
+
+class LabelHatingCodec(JSONCodec):
+    """A custom codec with a bug: it cannot encode any label (as the JSON codec could not)."""
+
+    def encode(self, result: TaskiqResult[Any]) -> bytes:
+        if result.labels:
+            b"\xff".decode()
+        return super().encode(result)
+
+
+def test_any_codec_failure_becomes_a_stored_failure() -> None:
+    codec = LabelHatingCodec()
+    result = TaskiqResult[Any](is_err=False, return_value=1, execution_time=1, labels={"a": 1})
+    stored = codec.decode(encode_result(codec, result), task_id="t")
+    assert result.is_err
+    assert isinstance(result.error, ResultNotSerializableError)
+    assert stored.is_err
+    assert stored.labels == {}
+    assert "UnicodeDecodeError" in str(stored.error)

@@ -40,7 +40,7 @@ def test_bad_url_errors_name_schemes_and_hide_password(url: str, fragment: str) 
 
 def test_non_string_url() -> None:
     with pytest.raises(InvalidURLError, match="expected a non-empty URL string"):
-        make_broker(None)  # type: ignore[arg-type]
+        make_broker(42)  # type: ignore[arg-type]
 
 
 def test_bad_result_url() -> None:
