@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import pytest
 
@@ -19,19 +17,6 @@ pytestmark = [pytest.mark.rabbit, pytest.mark.slow]
 TASKS = 1000
 
 
-@pytest.fixture
-async def workers(
-    tmp_path: Path, unique_name: Callable[[str], str], private_rabbit: PrivateRabbit
-) -> AsyncIterator[Workers]:
-    running = Workers(
-        private_rabbit.url, unique_name("wx"), unique_name("wq"), tmp_path / "ran.txt"
-    )
-    try:
-        yield running
-    finally:
-        await running.close()
-
-
 async def kick_at(broker: RabbitBroker, n: int, due_at: float) -> None:
     task = broker.find_task("record_at") or broker.register_task(_record_at, task_name="record_at")
     await task.kicker().with_labels(eta=due_at).kiq(n, due_at)
@@ -43,9 +28,10 @@ async def _record_at(n: int, due_at: float) -> None:
 
 @pytest.mark.timeout(180)
 async def test_delayed_tasks_falling_due_while_rabbitmq_restarts_all_run_none_early(
-    workers: Workers, private_rabbit: PrivateRabbit
+    private_workers: Workers, private_rabbit: PrivateRabbit
 ) -> None:
     """1,000 tasks due 5 to 20 s ahead; the app is down about 6 s while many fall due."""
+    workers = private_workers
     workers.start()
     async with workers.client() as broker:
         start = time.time()

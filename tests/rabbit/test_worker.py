@@ -32,20 +32,6 @@ async def workers(
         await running.close()
 
 
-@pytest.fixture
-async def private_workers(
-    tmp_path: Path, unique_name: Callable[[str], str], private_rabbit: PrivateRabbit
-) -> AsyncIterator[Workers]:
-    """Worker processes on the session's private RabbitMQ node, which tests may restart."""
-    running = Workers(
-        private_rabbit.url, unique_name("wx"), unique_name("wq"), tmp_path / "ran.txt"
-    )
-    try:
-        yield running
-    finally:
-        await running.close()
-
-
 async def kick(broker: RabbitBroker, n: int, seconds: float = 0.0) -> None:
     record = broker.find_task("record") or broker.register_task(_record, task_name="record")
     await record.kiq(n, seconds)

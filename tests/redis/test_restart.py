@@ -6,10 +6,6 @@ Uses a private ``redis-server`` on a free port, so the shared server stays up fo
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -17,70 +13,19 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.brokers import in_process_worker
+from tests.private import redis as private
+from tests.private.redis import PrivateRedis
 from tests.redis.harness import make_test_broker
 from tests.redis.waiting import eventually
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class PrivateRedis:
-    """A throw-away ``redis-server`` without persistence, restartable on the same port."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        server = shutil.which("redis-server")
-        assert server is not None, "redis-server is not installed"
-        self.process = subprocess.Popen(
-            [
-                server,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.2),
-            ):
-                return
-            time.sleep(0.02)
-        pytest.fail("the private redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-        self.process = None
-
-
 @pytest.fixture
 def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    server.start()
-    try:
+    """A redis-server of this test's own, without persistence, restartable on its port."""
+    with private.private_redis(appendonly=False) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.timeout(60)

@@ -1,0 +1,25 @@
+"""Fixtures of the RabbitMQ tests that several modules share."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.private.rabbit import PrivateRabbit
+from tests.rabbit.workers import Workers
+
+
+@pytest.fixture
+async def private_workers(
+    tmp_path: Path, unique_name: Callable[[str], str], private_rabbit: PrivateRabbit
+) -> AsyncIterator[Workers]:
+    """Worker processes on the session's private RabbitMQ node, which tests may restart."""
+    running = Workers(
+        private_rabbit.url, unique_name("wx"), unique_name("wq"), tmp_path / "ran.txt"
+    )
+    try:
+        yield running
+    finally:
+        await running.close()
