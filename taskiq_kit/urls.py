@@ -123,6 +123,9 @@ def parse_url(url: object, *, accepted: tuple[str, ...]) -> ParsedURL:
     if "@" in rest[len(authority) :]:
         reason = f"an '@' after the host part: {_ENCODE_HINT}"
         raise InvalidURLError(url=shown, reason=reason, accepted=names)
+    if scheme in MULTI_HOST_SCHEMES and "," in authority.rpartition("@")[2]:
+        split_hosts(text)  # validates every host of the list
+        return ParsedURL(scheme=scheme, url=text)
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -137,3 +140,55 @@ def parse_url(url: object, *, accepted: tuple[str, ...]) -> ParsedURL:
         reason = f"the database must be a number, as in redis://host:6379/0, not {parts.path!r}"
         raise InvalidURLError(url=shown, reason=reason, accepted=names)
     return ParsedURL(scheme=scheme, url=text)
+
+
+#: Schemes whose URL may list several hosts: ``amqp://user:pass@h1:5672,h2:5673/vhost``.
+MULTI_HOST_SCHEMES = ("amqp", "amqps")
+
+
+def split_hosts(url: str) -> tuple[str, ...]:
+    """One URL per host of a comma-separated host list, in the given order.
+
+    ``amqp://user:pass@h1:5672,h2,h3:5674/vhost?q`` gives ``amqp://user:pass@h1:5672/vhost?q``,
+    ``amqp://user:pass@h2/vhost?q`` and ``amqp://user:pass@h3:5674/vhost?q``: every host shares
+    the credentials, virtual host and query (the convention of libpq and MongoDB). A URL with one
+    host gives itself.
+
+    Args:
+        url: an ``amqp://`` or ``amqps://`` URL.
+
+    Returns:
+        The single-host URLs.
+
+    Raises:
+        InvalidURLError: when a host of the list is empty or has a bad port; the message names
+            the host (by position) and never contains the password.
+
+    """
+    text = url.strip()
+    head, sep, rest = text.partition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    authority = re.split(r"[/?#]", hostpart, maxsplit=1)[0]
+    tail = hostpart[len(authority) :]
+    hosts = authority.split(",")
+    if len(hosts) == 1:
+        return (text,)
+    accepted = ", ".join(f"{s}://" for s in MULTI_HOST_SCHEMES)
+    urls = []
+    for position, host in enumerate(hosts, 1):
+        single = f"{head}{sep}{userinfo}{at}{host.strip()}{tail}"
+        where = f"host {position} of {len(hosts)} ({host.strip()!r})"
+        if not host.strip():
+            reason = f"{where} is empty: list hosts as h1:5672,h2:5672 with no empty entry"
+            raise InvalidURLError(url=redact(text), reason=reason, accepted=accepted)
+        try:
+            parts = urlsplit(single)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            reason = f"{where}: the port is not a number from 0 to 65535"
+            raise InvalidURLError(url=redact(text), reason=reason, accepted=accepted) from None
+        if not parts.hostname:
+            reason = f"{where} has no host name"
+            raise InvalidURLError(url=redact(text), reason=reason, accepted=accepted)
+        urls.append(single)
+    return tuple(urls)

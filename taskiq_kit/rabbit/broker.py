@@ -166,7 +166,9 @@ class RabbitBroker(KitBroker):
             await self.connection.get()
             plugin = self.delay_mode is DelayMode.PLUGIN
             if plugin and not await probe_plugin(
-                self.connection.url, self.names.delayed, timeout=self.connection.connect_timeout
+                self.connection.current_url,
+                self.names.delayed,
+                timeout=self.connection.connect_timeout,
             ):
                 raise self.connection.unavailable(
                     "delay_mode='plugin' but the x-delayed-message plugin is not enabled: "

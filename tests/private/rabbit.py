@@ -60,10 +60,12 @@ class PrivateRabbit:
 
     Args:
         start_timeout: seconds the node may take to boot.
+        cookie: the Erlang cookie (nodes of one cluster share it); by default the node makes
+            its own.
 
     """
 
-    def __init__(self, *, start_timeout: float = 90.0) -> None:
+    def __init__(self, *, start_timeout: float = 90.0, cookie: str | None = None) -> None:
         self.node = f"kit-{uuid.uuid4().hex[:12]}@localhost"
         self.port = free_port()
         self.dist_port = free_port()
@@ -72,6 +74,10 @@ class PrivateRabbit:
         self.scripts = scripts_dir()
         self.process: subprocess.Popen[bytes] | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
+        if cookie is not None:
+            cookie_file = self.dir / ".erlang.cookie"
+            cookie_file.write_text(cookie)
+            cookie_file.chmod(0o400)  # Erlang refuses a cookie file others may read
         (self.dir / "enabled_plugins").write_text("[].\n")
         (self.dir / "rabbitmq-env.conf").write_text("")
         (self.dir / "rabbitmq.conf").write_text(
@@ -105,12 +111,17 @@ class PrivateRabbit:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
     def start(self) -> None:
-        """Boot the node and wait until its app runs.
+        """Boot the node and wait until its app runs (:meth:`launch`, then :meth:`wait_started`).
 
         Raises:
             RuntimeError: when it exits or does not start in time (with its console output).
 
         """
+        self.launch()
+        self.wait_started()
+
+    def launch(self) -> None:
+        """Start the node's process without waiting for it (nodes of a cluster boot together)."""
         log = (self.dir / "console.log").open("ab")
         self.process = subprocess.Popen(
             [str(self.scripts / "rabbitmq-server")],
@@ -129,6 +140,15 @@ class PrivateRabbit:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+
+    def wait_started(self) -> None:
+        """Wait until the launched node's app runs.
+
+        Raises:
+            RuntimeError: when it exits or does not start in time (with its console output).
+
+        """
+        assert self.process is not None, "launch() the node first"
         deadline = time.monotonic() + self.start_timeout
         while True:
             try:
