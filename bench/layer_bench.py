@@ -26,7 +26,12 @@ async def cpu_per_task(count: int, concurrency: int, *, bare: bool) -> float:
     broker = make_broker("memory://")
     if bare:
         broker.middlewares = []
-        broker.gate = OpenGate(broker, max_attempts=broker.gate.max_attempts)
+        broker.gate = OpenGate(
+            lifecycle=broker.gate.lifecycle,
+            parse=broker.gate.parse,
+            find_task=broker.gate.find_task,
+            max_attempts=broker.gate.max_attempts,
+        )
     run = await taskiq_throughput(broker, count, concurrency, receiver=False)
     return run.cpu_us
 

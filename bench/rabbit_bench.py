@@ -211,7 +211,12 @@ async def kit_throughput(count: int, concurrency: int, prefetch: int, *, bare: b
         # Diagnostic only: the RabbitMQ transport without the kit's shared layer (timing, status
         # and abort middlewares, delivery gate), to show where the CPU goes.
         kit.middlewares = []
-        kit.gate = OpenGate(kit, max_attempts=kit.gate.max_attempts)
+        kit.gate = OpenGate(
+            lifecycle=kit.gate.lifecycle,
+            parse=kit.gate.parse,
+            find_task=kit.gate.find_task,
+            max_attempts=kit.gate.max_attempts,
+        )
     try:
         return await taskiq_throughput(kit, count, concurrency)
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from abc import abstractmethod
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, Literal
@@ -13,7 +12,7 @@ from taskiq.abc.broker import AsyncBroker
 from taskiq.abc.result_backend import AsyncResultBackend
 from taskiq.acks import AckableMessage
 from taskiq.decor import AsyncTaskiqDecoratedTask
-from taskiq.message import BrokerMessage
+from taskiq.message import BrokerMessage, TaskiqMessage
 
 from taskiq_kit.abort.middleware import AbortMiddleware
 from taskiq_kit.abort.signal import AbortSignal
@@ -23,13 +22,17 @@ from taskiq_kit.exceptions import (
     AccessRefusedError,
     BrokerNotAvailableError,
     NotAKitResultBackendError,
+    ProcessLocalStoreError,
 )
 from taskiq_kit.kicker import KitDecoratedTask
-from taskiq_kit.labels import RETRIES, Timing, TimingMiddleware, read_timing
+from taskiq_kit.labels import Timing, TimingMiddleware, read_timing
 from taskiq_kit.middleware import KitMiddleware
 from taskiq_kit.redaction import redact_taskiq_logs
 from taskiq_kit.results.backend import KitResultBackend
-from taskiq_kit.results.status import StatusMiddleware, TaskStatus
+from taskiq_kit.results.lifecycle import TaskLifecycle
+from taskiq_kit.results.record import FINAL_VALUES
+from taskiq_kit.results.status import StatusMiddleware
+from taskiq_kit.results.writes import RecordWrite
 
 if TYPE_CHECKING:
     import sys
@@ -63,6 +66,8 @@ class KitBroker(AsyncBroker):
     """
 
     result_backend: KitResultBackend[Any]
+    #: Whether tasks run in other processes (the workers) than the ones that kick them.
+    runs_elsewhere = True
 
     def __init__(
         self,
@@ -74,14 +79,52 @@ class KitBroker(AsyncBroker):
     ) -> None:
         super().__init__()
         self.result_backend = result_backend
+        self._watch_store(result_backend)
+        self._consuming = False
         self.formatter = HandoffFormatter(self)
         self.decorator_class = KitDecoratedTask
-        self.gate = DeliveryGate(self, max_attempts=max_delivery_attempts)
+        self.gate = DeliveryGate(
+            lifecycle=self._store_lifecycle,
+            parse=self._parse,
+            find_task=self.find_task,
+            max_attempts=max_delivery_attempts,
+            hand_off=self._hand_off,
+            process_local=self._store_is_process_local,
+        )
         self.aborts = AbortMiddleware(abort_signal, poll_interval=abort_poll_interval)
         status = StatusMiddleware(on_saved=self.gate.result_saved, run_number=self.gate.run_number)
         redact_taskiq_logs()
         self.add_middlewares(KitMiddleware(TimingMiddleware(), status, self.aborts))
         self._lifecycle: Literal["new", "running", "stopped"] = "new"
+
+    @property
+    def lifecycle(self) -> TaskLifecycle:
+        """The owner of every transition of this broker's task records."""
+        return self.result_backend.lifecycle
+
+    def _store_lifecycle(self) -> TaskLifecycle:
+        return self.result_backend.lifecycle
+
+    def _store_is_process_local(self) -> bool:
+        return self.result_backend.process_local
+
+    def _parse(self, data: bytes) -> TaskiqMessage:
+        return self.formatter.loads(data)
+
+    def _hand_off(self, data: bytes, message: TaskiqMessage) -> None:
+        formatter = self.formatter
+        if isinstance(formatter, HandoffFormatter):
+            formatter.hand_off(data, message)
+
+    def _watch_store(self, backend: KitResultBackend[Any]) -> None:
+        """Make reads of a process-local store fail where they could never see the workers'."""
+        if backend.process_local and self.runs_elsewhere:
+            backend.reader_check = self._check_reader
+
+    def _check_reader(self) -> None:
+        """Refuse reads of a process-local store in a process that runs no task of this broker."""
+        if not (self.is_worker_process or self._consuming):
+            raise ProcessLocalStoreError(broker=repr(self))
 
     async def startup(self) -> None:
         """Run the start-up hooks and start the kit's parts; once, however often it is called.
@@ -91,6 +134,18 @@ class KitBroker(AsyncBroker):
         if self._lifecycle == "running":
             return
         self._lifecycle = "running"
+        backend = self.result_backend
+        if self.is_worker_process:
+            # A worker's record writes wait out an outage of the store, like its other calls.
+            backend.lifecycle.guard = backend.store_guard
+            if backend.process_local and self.runs_elsewhere:
+                logger.warning(
+                    "%s keeps results, status and progress in this worker's memory: no other "
+                    "process can read them (get_status, wait_result and abort_task elsewhere "
+                    "raise ProcessLocalStoreError). Pass result_url='redis://...' or "
+                    "result_url='postgresql://...' to make_broker().",
+                    self,
+                )
         try:
             await self._reach_servers()
             await super().startup()
@@ -160,6 +215,7 @@ class KitBroker(AsyncBroker):
         if not isinstance(result_backend, KitResultBackend):
             raise NotAKitResultBackendError(backend=type(result_backend).__name__)
         self.result_backend = result_backend
+        self._watch_store(result_backend)
         return self
 
     def _register_task(self, task_name: str, task: AsyncTaskiqDecoratedTask[Any, Any]) -> None:
@@ -168,35 +224,51 @@ class KitBroker(AsyncBroker):
         super()._register_task(task_name, task)
 
     async def kick(self, message: BrokerMessage) -> None:
-        """Send ``message`` now, or hold it until its ``delay`` / ``eta``."""
-        if message.labels.get(RETRIES) is not None and await self._retry_of_aborted(message):
-            return
-        await self.publish(message, read_timing(message.labels))
+        """Record the kick and send ``message`` now, or hold it until its ``delay`` / ``eta``.
 
-    async def _retry_of_aborted(self, message: BrokerMessage) -> bool:
-        """A retry middleware re-kicking an aborted task: drop the retry, keep the abort.
-
-        On a worker (where retry middlewares kick) the store calls wait out an outage.
+        A kick the record refuses is not sent: a duplicate of a kick already recorded, or a
+        retry middleware's re-kick of an aborted task. On a worker (where retry middlewares kick)
+        the record write waits out an outage of the store.
         """
-        backend = self.result_backend
-        guard = backend.store_guard if self.is_worker_process else None
-        if guard is None:
-            record = await backend.get_record(message.task_id)
+        lifecycle = self.lifecycle
+        write = lifecycle.kick_write(message)
+        timing = read_timing(message.labels)
+        if write.attempt is not None and write.attempt > 1:
+            # A retry: its kick must be known to be allowed (not aborted) before it is sent.
+            outcome = await lifecycle.write(write)
+            if not outcome.applied and not _same_kick_again(outcome.status, write):
+                if outcome.abort_requested or outcome.status == "aborted":
+                    logger.info("Not retrying task %s: it was aborted.", message.task_id)
+                    if outcome.status not in FINAL_VALUES:
+                        await lifecycle.aborted(
+                            message.task_id, kicked_at=write.kicked_at, attempt=write.attempt - 1
+                        )
+                else:
+                    logger.info("Retry of task %s already kicked; not sent again.", message.task_id)
+                return
+            await self.publish(message, timing)
+            return
+        await self.publish_kicked(message, timing, write)
+
+    async def publish_kicked(
+        self, message: BrokerMessage, timing: Timing, write: RecordWrite
+    ) -> None:
+        """Write the kick's record, then publish (transports may do both in one round trip)."""
+        outcome = await self.lifecycle.write(write)
+        if outcome.applied or _same_kick_again(outcome.status, write):
+            await self.publish(message, timing)
         else:
-            record = await guard.call(backend.get_record, message.task_id)
-        if record is None or record.abort_requested_at is None:
-            return False
-        logger.info("Not retrying task %s: it was aborted.", message.task_id)
-        now = time.time()
-        fields = {"status": TaskStatus.ABORTED, "finished_at": now, "updated_at": now}
-        if guard is None:
-            await backend.write_status(message.task_id, fields)
-        else:
-            await guard.call(backend.write_status, message.task_id, fields)
-        return True
+            logger.info("Task %s: a duplicate of a recorded kick; not sent.", message.task_id)
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
-        """Yield the deliveries that may run, settling the others through the gate."""
+        """Yield the deliveries that may run, settling the others through the gate.
+
+        A process that consumes is a worker: its record writes wait out an outage of the store
+        (taskiq's Receiver acknowledges a message once its result is written).
+        """
+        self._consuming = True
+        backend = self.result_backend
+        backend.lifecycle.guard = backend.store_guard
         async for delivery in self.deliveries():
             admitted = await self.gate.admit(delivery)
             if admitted is not None:
@@ -209,3 +281,13 @@ class KitBroker(AsyncBroker):
     @abstractmethod
     def deliveries(self) -> AsyncGenerator[Delivery, None]:
         """Yield messages as the transport delivers them."""
+
+
+def _same_kick_again(status: str | None, write: RecordWrite) -> bool:
+    """Whether a refused kick found its own record: the same write tried again after an outage.
+
+    A store that applied a kick but whose reply was lost is asked again, and refuses the
+    repeat; the record then says what the kick wrote, and the kick goes on. (A duplicate of a
+    kick that ran meanwhile finds ``started`` or a final status, and stops.)
+    """
+    return status is not None and status == write.status

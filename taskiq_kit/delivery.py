@@ -5,6 +5,14 @@ and leaves unsettled for ever one whose ``ack_type`` it cannot read. The kit sen
 transport's dead-letter queue instead, with a reason; refuses messages that started too many
 times without finishing (a task that keeps killing workers); and drops expired and aborted
 tasks, recording why. Store outages are waited out here, never raised into the Receiver.
+
+A first delivery costs no store read: a message can have started before only if the transport
+delivered it before, and an aborted kick, or a duplicate of a finished one, is refused by the
+run's own ``started`` write (the lifecycle's store checks the record's final status and abort
+tombstone in that same write) and then skipped. Only redeliveries (a worker died under the
+message, or a crash came between the result write and the acknowledgement) read the record
+first: duplicates are dropped without reaching the Receiver, and the runs that never finished
+are counted.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from taskiq.abc.broker import AsyncBroker
 from taskiq.acks import AckableMessage
@@ -22,11 +30,11 @@ from taskiq.formatters.proxy_formatter import ProxyFormatter
 from taskiq.message import TaskiqMessage
 
 from taskiq_kit.labels import KICKED_AT, RETRIES, label_float, read_timing
-from taskiq_kit.results.status import TaskRecord, TaskStatus
+from taskiq_kit.results.record import TaskRecord, TaskStatus
 from taskiq_kit.validation import check_message, shown
 
 if TYPE_CHECKING:
-    from taskiq_kit.base import KitBroker
+    from taskiq_kit.results.lifecycle import TaskLifecycle
 
 logger = logging.getLogger("taskiq_kit.delivery")
 
@@ -92,6 +100,7 @@ class _Drop(NamedTuple):
 
     record_as: TaskStatus | None = None
     poison: str | None = None
+    kicked_at: float | None = None
 
 
 class HandoffFormatter(ProxyFormatter):
@@ -133,17 +142,41 @@ class DeliveryGate:
     past ``max_attempts`` with a process-local store (which a dying worker takes with it), past
     ``BACKSTOP_FACTOR`` times that otherwise (a dying worker's prefetched messages are counted
     there too). Expired and aborted tasks are dropped, their status recorded.
+
+    Args:
+        lifecycle: returns the lifecycle of the broker's result backend.
+        parse: turns a message body into a taskiq message (the broker's formatter).
+        find_task: the broker's task registry (``None`` for an unknown task).
+        max_attempts: starts of one message without finishing before it is dead-lettered.
+        hand_off: gives the Receiver the message parsed here, so it does not parse it again.
+        process_local: whether the broker's store lives in this process only.
+
     """
 
     #: Task ids remembered as "result saved" (and runs numbered) at most; beyond, the memory is
     #: cleared (acks of forgotten ids are then written at once, runs counted as first runs).
     _MAX_SAVED = 10_000
 
-    def __init__(self, broker: KitBroker, *, max_attempts: int) -> None:
-        self.broker = broker
+    def __init__(
+        self,
+        *,
+        lifecycle: Callable[[], TaskLifecycle],
+        parse: Callable[[bytes], TaskiqMessage],
+        find_task: Callable[[str], object | None],
+        max_attempts: int,
+        hand_off: Callable[[bytes, TaskiqMessage], None] | None = None,
+        process_local: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.parse = parse
+        self.find_task = find_task
+        self.hand_off = hand_off
+        self.process_local = process_local
         self.max_attempts = max_attempts
         self._saved: set[str] = set()
         self._runs: dict[str, int] = {}
+        #: Redeliveries dropped because their kick had finished (or was aborted) already.
+        self.duplicates_dropped = 0
 
     def result_saved(self, task_id: str) -> None:
         """Note that the result of the admitted run of ``task_id`` is saved (its ack may wait)."""
@@ -182,15 +215,14 @@ class DeliveryGate:
         if delivery.defect is not None:
             await self._dead_letter(delivery, delivery.defect, None)
             return None
-        message, problem = check_message(self.broker, delivery.data)
+        message, problem = check_message(delivery.data, parse=self.parse, find_task=self.find_task)
         if message is None or problem is not None:
             await self._dead_letter(delivery, problem or "unparseable message", None)
             return None
         drop = await self._verdict(message, delivery.attempt)
         if drop is None:
-            formatter = self.broker.formatter
-            if isinstance(formatter, HandoffFormatter):
-                formatter.hand_off(delivery.data, message)
+            if self.hand_off is not None:
+                self.hand_off(delivery.data, message)
             if delivery.ack_later is None:
                 return AckableMessage(data=delivery.data, ack=delivery.ack)
             self._saved.discard(message.task_id)  # only a save after this admission counts
@@ -200,9 +232,7 @@ class DeliveryGate:
             await self._dead_letter(delivery, drop.poison, message.task_id)
             return None
         if drop.record_as is not None:
-            now = time.time()
-            fields = {"status": drop.record_as, "finished_at": now, "updated_at": now}
-            await self._record(message, fields)
+            await self._record(message, drop)
         settled = delivery.ack()
         if settled is not None:
             await settled
@@ -215,13 +245,14 @@ class DeliveryGate:
                 "Task %s (%s) expired before it ran; dropped.", message.task_id, message.task_name
             )
             return _Drop(TaskStatus.EXPIRED)
-        backend = self.broker.result_backend
-        limit = self.max_attempts * (1 if backend.process_local else BACKSTOP_FACTOR)
+        limit = self.max_attempts * (1 if self.process_local() else BACKSTOP_FACTOR)
         if attempt > limit:
             return _Drop(
                 poison=f"delivered {attempt} times without completing (limit {limit}); "
                 "it may be crashing its worker"
             )
+        if attempt <= 1:
+            return None  # never delivered before: no run of it started; its start write checks
         record = await self._read_record(message.task_id)
         return None if record is None else self._judge(message, record)
 
@@ -229,6 +260,7 @@ class DeliveryGate:
         """What the record says of a message: drop it, dead-letter it, or run it (numbered)."""
         if _already_completed(record, message):
             logger.info("Task %s already completed this kick; duplicate dropped.", message.task_id)
+            self.duplicates_dropped += 1
             return _Drop()  # its record already tells the outcome
         if record.abort_requested_at is not None:
             logger.info(
@@ -236,7 +268,7 @@ class DeliveryGate:
                 message.task_id,
                 message.task_name,
             )
-            return _Drop(TaskStatus.ABORTED)
+            return _Drop(TaskStatus.ABORTED, kicked_at=record.kicked_at)
         if record.status is TaskStatus.STARTED:
             started = max(record.runs, 1)  # started, never finished: its worker died
             if started >= self.max_attempts:
@@ -254,17 +286,19 @@ class DeliveryGate:
 
         ``None`` when there is none, or it cannot be read (the message then runs, unchecked).
         """
-        backend = self.broker.result_backend
         try:
-            return await backend.store_guard.call(backend.get_record, task_id)
+            return await self.lifecycle().record(task_id)
         except Exception as exc:  # noqa: BLE001 - a broken record must not stop the worker
             logger.warning("Cannot read the record of task %s (%s).", task_id, type(exc).__name__)
             return None
 
-    async def _record(self, message: TaskiqMessage, fields: dict[str, Any]) -> None:
-        backend = self.broker.result_backend
+    async def _record(self, message: TaskiqMessage, drop: _Drop) -> None:
+        lifecycle = self.lifecycle()
         try:
-            await backend.store_guard.call(backend.write_status, message.task_id, fields)
+            if drop.record_as is TaskStatus.EXPIRED:
+                await lifecycle.expired(message)
+            else:
+                await lifecycle.aborted(message.task_id, kicked_at=drop.kicked_at)
         except Exception as exc:  # noqa: BLE001 - the drop stands; only the record is missing
             logger.warning(
                 "Cannot record the status of task %s (%s).", message.task_id, type(exc).__name__

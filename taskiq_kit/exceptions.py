@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from taskiq.exceptions import ResultBackendError, SendTaskError, TaskiqError
 
 if TYPE_CHECKING:
-    from taskiq_kit.results.status import ErrorInfo
+    from taskiq_kit.results.record import ErrorInfo
 
 
 class TaskiqKitError(TaskiqError):
@@ -156,7 +156,30 @@ class TaskAbortedError(TaskiqKitError):
     task_id: str
 
 
+class TaskExpiredError(TaskiqKitError):
+    """The task's ``expires`` passed before it ran: it was dropped unrun.
+
+    It is the error stored as the result of an expired task, so ``wait_result()`` returns at once.
+    """
+
+    __template__ = "task {task_id!r} expired before it ran (expires_at={expires_at:.3f})"
+    task_id: str
+    expires_at: float
+
+
 # Result backends and progress.
+
+
+class ProcessLocalStoreError(TaskiqKitError, RuntimeError):
+    """Status or results were asked of a store that lives only in another process's memory."""
+
+    __template__ = (
+        "{broker} keeps results, status and progress in the memory of the worker process that "
+        "runs the tasks, so this process (which does not consume) can never see them: pass "
+        "result_url='redis://...' or result_url='postgresql://...' to make_broker() (or a shared "
+        "result_backend= to the broker class) in both the worker and this process"
+    )
+    broker: str
 
 
 class TaskFailedError(TaskiqKitError):
@@ -187,7 +210,8 @@ class TaskFailedError(TaskiqKitError):
     @property
     def info(self) -> ErrorInfo:
         """The error as :class:`ErrorInfo` (for JSON APIs)."""
-        from taskiq_kit.results.status import ErrorInfo  # noqa: PLC0415 - status imports this module
+        # A leaf module, imported late only because importing it runs taskiq_kit.results' __init__.
+        from taskiq_kit.results.record import ErrorInfo  # noqa: PLC0415
 
         return ErrorInfo(
             type=self.error_type, message=self.error_message, traceback=self.remote_traceback

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Coroutine
 from typing import Any
 
@@ -12,9 +13,14 @@ from taskiq.result import TaskiqResult
 from taskiq.utils import maybe_awaitable
 
 from taskiq_kit.abort.middleware import AbortMiddleware
-from taskiq_kit.labels import TimingMiddleware
+from taskiq_kit.abort.running import CURRENT
+from taskiq_kit.labels import KICKED_AT, TimingMiddleware, label_float
 from taskiq_kit.results.api import check_task_id
+from taskiq_kit.results.lifecycle import attempt_of
+from taskiq_kit.results.record import FINAL_VALUES
 from taskiq_kit.results.status import StatusMiddleware
+
+logger = logging.getLogger("taskiq_kit")
 
 
 class KitMiddleware(TaskiqMiddleware):
@@ -50,8 +56,8 @@ class KitMiddleware(TaskiqMiddleware):
         for part in reversed(self.parts):
             await maybe_awaitable(part.shutdown())
 
-    async def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
-        """Check the task id and timing labels; record the task as pending / scheduled / retrying.
+    def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
+        """Check the task id and timing labels (the kit broker's ``kick`` records the kick).
 
         Raises:
             InvalidTaskIdError: for an id (``with_task_id``) that get_status, abort_task and the
@@ -60,21 +66,46 @@ class KitMiddleware(TaskiqMiddleware):
 
         """
         check_task_id(message.task_id)
-        return await self.status.pre_send(self.timing.pre_send(message))
+        return self.timing.pre_send(message)
 
     async def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
-        """Record the task as started, then make it abortable."""
-        return self.aborts.pre_execute(await self.status.pre_execute(message))
+        """Record the task as started, then make it abortable.
+
+        When the lifecycle refuses the start (the record is final for this run already, or its
+        kick was aborted), the run is skipped: the task's function is not called.
+        """
+        outcome = await self.status.started(message)
+        run = self.aborts.begin(message)
+        if not outcome.applied:
+            run.skipped = True
+            if outcome.abort_requested and outcome.status not in FINAL_VALUES:
+                # Aborted before it started, and nobody closed the record yet.
+                await self.status.lifecycle.aborted(
+                    message.task_id,
+                    kicked_at=label_float(message.labels.get(KICKED_AT)),
+                    attempt=attempt_of(message.labels),
+                )
+            logger.info(
+                "Task %s (%s) not run: its record is %s%s (a duplicate delivery, or aborted).",
+                message.task_id,
+                message.task_name,
+                outcome.status,
+                ", abort requested" if outcome.abort_requested else "",
+            )
+        return message
 
     def post_execute(
         self, message: TaskiqMessage, result: TaskiqResult[Any]
     ) -> Coroutine[Any, Any, None] | None:
         """Forget the finished execution; close the record of a task that stores no result."""
+        run = CURRENT.get()
+        skipped = run is not None and run.task_id == message.task_id and run.skipped
         self.aborts.post_execute(message, result)
+        if skipped:
+            self.status.isolation.leave()  # the run that did not happen ends here
+            return None
         return self.status.post_execute(message, result)
 
-    def post_save(
-        self, message: TaskiqMessage, result: TaskiqResult[Any]
-    ) -> Coroutine[Any, Any, None]:
-        """Record success or failure once the result is stored."""
-        return self.status.post_save(message, result)
+    def post_save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        """Tell the delivery gate the result (and its final status) is stored."""
+        self.status.post_save(message, result)

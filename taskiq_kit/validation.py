@@ -22,7 +22,8 @@ from taskiq.labels import LabelType, parse_label
 from taskiq_kit.results.api import TASK_ID_PATTERN
 
 if TYPE_CHECKING:
-    from taskiq.abc.broker import AsyncBroker
+    from collections.abc import Callable
+
     from taskiq.message import TaskiqMessage
 
 #: Longest reason written to a log line or a dead-letter queue.
@@ -101,8 +102,18 @@ def label_problem(message: TaskiqMessage) -> str | None:
     return None
 
 
-def check_message(broker: AsyncBroker, data: bytes) -> tuple[TaskiqMessage | None, str | None]:
+def check_message(
+    data: bytes,
+    *,
+    parse: Callable[[bytes], TaskiqMessage],
+    find_task: Callable[[str], object | None],
+) -> tuple[TaskiqMessage | None, str | None]:
     """Parse ``data`` as the Receiver will; return the message, or why it must not run.
+
+    Args:
+        data: the delivered body.
+        parse: the broker's formatter's ``loads``.
+        find_task: the broker's task registry (``None`` for an unknown task).
 
     Returns:
         ``(message, None)`` for a message taskiq can run; ``(message or None, reason)``
@@ -110,7 +121,7 @@ def check_message(broker: AsyncBroker, data: bytes) -> tuple[TaskiqMessage | Non
 
     """
     try:
-        message = broker.formatter.loads(data)
+        message = parse(data)
     except Exception as exc:  # noqa: BLE001 - any parse failure makes it a dead letter
         return None, bounded(parse_failure(exc))
     if not isinstance(message.task_id, str) or _TASK_ID.match(message.task_id) is None:
@@ -121,7 +132,7 @@ def check_message(broker: AsyncBroker, data: bytes) -> tuple[TaskiqMessage | Non
     problem = label_problem(message)
     if problem is not None:
         return message, bounded(problem)
-    if broker.find_task(message.task_name) is None:
+    if find_task(message.task_name) is None:
         name = shown(message.task_name, 60)
         return message, bounded(f"unknown task {name}: is its module imported by the worker?")
     return message, None

@@ -69,6 +69,8 @@ async def in_process_worker(broker: KitBroker, **receiver_options: Any) -> Async
     """Consume ``broker`` in this process, as ``taskiq worker`` would, until the block ends."""
     if isinstance(broker, MemoryBroker):
         raise TypeError("the memory broker consumes by itself once started")
+    # This process runs the broker's tasks, as a ``taskiq worker`` process does.
+    broker.is_worker_process = True
     finish = asyncio.Event()
     with ThreadPoolExecutor(4) as pool:
         receiver = Receiver(

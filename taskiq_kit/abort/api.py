@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from typing import Any
 
 from taskiq.abc.broker import AsyncBroker
 
 from taskiq_kit.abort.middleware import AbortMiddleware
 from taskiq_kit.exceptions import NotAKitBrokerError, TaskNotFoundError
 from taskiq_kit.results.api import check_task_id, kit_backend
-from taskiq_kit.results.status import TaskStatus
+from taskiq_kit.results.backend import KitResultBackend
+from taskiq_kit.results.record import TaskStatus
 
 
 class AbortOutcome(str, enum.Enum):
@@ -51,10 +53,12 @@ def abort_middleware(broker: AsyncBroker) -> AbortMiddleware:
 async def abort_task(broker: AsyncBroker, task_id: str, *, wait: float = 5.0) -> AbortOutcome:
     """Abort ``task_id``: queued and delayed tasks never start, a running one is stopped.
 
-    A durable tombstone is written to the task's status record before anything else, so a worker
-    that receives the message later (even one restarted after this call) drops it. A running task
-    is reached by a push to every worker process; only the one running it acts. Aborting twice is
-    harmless.
+    A durable tombstone is written to the task's status record before anything else (one write,
+    which also tells whether the task is known, finished or running), so a worker that receives
+    the message later (even one restarted after this call) does not run it. A running task is
+    reached by a push to every worker process; only the one running it acts. An aborted task gets
+    a stored result (:class:`~taskiq_kit.exceptions.TaskAbortedError`), so ``wait_result()``
+    returns at once. Aborting twice is harmless.
 
     Args:
         broker: a broker built by :func:`taskiq_kit.make_broker`.
@@ -67,26 +71,32 @@ async def abort_task(broker: AsyncBroker, task_id: str, *, wait: float = 5.0) ->
     Raises:
         InvalidTaskIdError: when ``task_id`` is malformed.
         TaskNotFoundError: when no task with this id is known.
+        ProcessLocalStoreError: when the broker's store lives only in its workers' memory.
     """
     check_task_id(task_id)
     backend = kit_backend(broker)
-    record = await backend.get_record(task_id)
-    if record is None:
+    backend.check_readable()
+    lifecycle = backend.lifecycle
+    marked = await lifecycle.abort_requested(task_id)
+    if marked.status is None:
         raise TaskNotFoundError(task_id=task_id)
-    if record.status is TaskStatus.ABORTED:
-        return AbortOutcome.ALREADY_ABORTED
-    if record.status.is_final:
+    if not marked.applied:  # the record is final already
+        if marked.status == TaskStatus.ABORTED.value:
+            return AbortOutcome.ALREADY_ABORTED
         return AbortOutcome.ALREADY_FINISHED
-    now = time.time()
-    await backend.write_status(task_id, {"abort_requested_at": now, "updated_at": now})
     middleware = abort_middleware(broker)
     if middleware.signal is not None:
         await middleware.signal.publish(task_id)
-    if record.status is not TaskStatus.STARTED:
-        await backend.write_status(
-            task_id, {"status": TaskStatus.ABORTED, "finished_at": now, "updated_at": now}
-        )
-        return AbortOutcome.ABORTED_BEFORE_START
+    if marked.status != TaskStatus.STARTED.value:
+        closed = await lifecycle.aborted(task_id)
+        if closed.applied or closed.status == TaskStatus.ABORTED.value:
+            return AbortOutcome.ABORTED_BEFORE_START
+        return AbortOutcome.ALREADY_FINISHED
+    return await _wait_stopped(backend, task_id, wait)
+
+
+async def _wait_stopped(backend: KitResultBackend[Any], task_id: str, wait: float) -> AbortOutcome:
+    """Wait up to ``wait`` seconds for the running task to record that it stopped."""
     deadline = time.monotonic() + wait
     while True:
         current = await backend.get_record(task_id)

@@ -12,8 +12,9 @@ from taskiq.message import TaskiqMessage
 from taskiq.result import TaskiqResult
 
 from taskiq_kit.abort.logs import quiet_abort_tracebacks
-from taskiq_kit.abort.running import CURRENT, INTERRUPTIBLE, RunningTasks
+from taskiq_kit.abort.running import CURRENT, INTERRUPTIBLE, RunContext, RunningTasks
 from taskiq_kit.abort.signal import AbortSignal
+from taskiq_kit.results.api import kit_backend
 from taskiq_kit.results.outage import is_outage
 
 logger = logging.getLogger("taskiq_kit.abort")
@@ -62,11 +63,16 @@ class AbortMiddleware(TaskiqMiddleware):
 
     def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
         """Register the execution about to start, so an abort can find it."""
+        self.begin(message)
+        return message
+
+    def begin(self, message: TaskiqMessage) -> RunContext:
+        """Register the execution of ``message`` about to start and make it the current one."""
         run = self.running.begin(
             message.task_id, interruptible=_truthy(message.labels.get(INTERRUPTIBLE))
         )
         CURRENT.set(run)
-        return message
+        return run
 
     def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
         """Forget the execution that has finished."""
@@ -76,8 +82,6 @@ class AbortMiddleware(TaskiqMiddleware):
             CURRENT.set(None)
 
     async def _reconcile_forever(self) -> None:
-        from taskiq_kit.results.api import kit_backend  # noqa: PLC0415 - import cycle
-
         while True:
             await asyncio.sleep(self.poll_interval)
             ids = self.running.running_ids()

@@ -35,15 +35,26 @@ class RunContext:
         target: the asyncio task to cancel while the task's coroutine runs in it (a child task
             on Python 3.10, else the task running it).
         thread_id: the thread running the task's sync function, while it runs.
+        skipped: whether the run must not happen at all (its record is final already: a
+            duplicate delivery, or an aborted kick); the task's function is then not called.
 
     """
 
-    __slots__ = ("_event", "aborted", "interruptible", "target", "task_id", "thread_id")
+    __slots__ = (
+        "_event",
+        "aborted",
+        "interruptible",
+        "skipped",
+        "target",
+        "task_id",
+        "thread_id",
+    )
 
     def __init__(self, task_id: str, *, interruptible: bool = False) -> None:
         self.task_id = task_id
         self.interruptible = interruptible
         self.aborted = False
+        self.skipped = False
         self.target: asyncio.Task[Any] | None = None
         self.thread_id: int | None = None
         self._event: threading.Event | None = None  # made only for a sync task that waits

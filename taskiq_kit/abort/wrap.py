@@ -5,7 +5,9 @@ its message. Cancelling that callback outright would lose both. The kit wraps ea
 at registration instead: an abort cancels the task while it awaits the function's coroutine (on
 Python 3.10, a child task running it), and the wrapper takes that cancellation back and raises
 :class:`~taskiq_kit.exceptions.TaskAbortedError`, a normal task error that taskiq stores as the
-result before it acknowledges the message.
+result before it acknowledges the message. A run the lifecycle refused (a duplicate delivery of a
+finished kick) is skipped: the wrapper raises taskiq's ``NoResultError`` without calling the
+function, so nothing is stored and no retry middleware retries it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import inspect
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from taskiq.exceptions import NoResultError
 
 from taskiq_kit.abort.running import CURRENT, RunContext, ThreadInterrupt
 from taskiq_kit.exceptions import TaskAbortedError
@@ -49,6 +53,8 @@ def _wrap_async(func: Callable[..., Any]) -> Callable[..., Any]:
         run_ctx = CURRENT.get()
         if run_ctx is None:
             return await func(*args, **kwargs)
+        if run_ctx.skipped:
+            raise NoResultError
         if run_ctx.aborted:
             raise TaskAbortedError(task_id=run_ctx.task_id)
         return await _run_abortable(run_ctx, func(*args, **kwargs))
@@ -118,6 +124,8 @@ def _wrap_sync(func: Callable[..., Any]) -> Callable[..., Any]:
 def _run_in_thread(
     run_ctx: RunContext, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
+    if run_ctx.skipped:
+        raise NoResultError
     try:
         if run_ctx.aborted:
             raise TaskAbortedError(task_id=run_ctx.task_id)

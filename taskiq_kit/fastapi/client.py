@@ -23,7 +23,7 @@ from taskiq_kit.results.api import (
     watch_progress,
 )
 from taskiq_kit.results.progress import ProgressReport
-from taskiq_kit.results.status import TaskRecord, TaskStatus
+from taskiq_kit.results.record import TaskRecord, TaskStatus
 
 #: What :meth:`TaskClient.kick` accepts as the task: the decorated function or its name.
 TaskRef = AsyncTaskiqDecoratedTask[..., Any] | str

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from taskiq_kit.abort import AbortOutcome
 from taskiq_kit.results.progress import ProgressReport
-from taskiq_kit.results.status import ErrorInfo, TaskRecord, TaskStatus
+from taskiq_kit.results.record import ErrorInfo, TaskRecord, TaskStatus
 
 
 def _instant(seconds: float | None) -> datetime | None:

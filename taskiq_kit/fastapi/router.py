@@ -25,7 +25,7 @@ from taskiq_kit.fastapi.models import (
 from taskiq_kit.fastapi.stream import StreamSettings, progress_events
 from taskiq_kit.results.api import TASK_ID_PATTERN
 from taskiq_kit.results.codec import error_info
-from taskiq_kit.results.status import TaskStatus
+from taskiq_kit.results.record import TaskStatus
 
 TaskId = Annotated[
     str,

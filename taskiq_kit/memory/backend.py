@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 from taskiq.result import TaskiqResult
 
 from taskiq_kit.results.backend import ChangeWaiter, KitResultBackend
-from taskiq_kit.results.codec import ResultCodec, Serializer, encode_result, make_codec
+from taskiq_kit.results.codec import ResultCodec, Serializer, make_codec
 from taskiq_kit.results.progress import ProgressReport
-from taskiq_kit.results.status import TaskRecord, TaskStatus, is_final_value
+from taskiq_kit.results.record import FINAL_VALUES, TaskRecord
 from taskiq_kit.results.watch import WatchHub
+from taskiq_kit.results.writes import KICK, RecordWrite, WriteOutcome, applies
 from taskiq_kit.settings import DAY
 
 _R = TypeVar("_R")
@@ -38,6 +39,9 @@ class _ExpiringDict(Generic[_V]):
             return None
         return value
 
+    def pop(self, key: str) -> None:
+        self._items.pop(key, None)
+
     def put(self, key: str, value: _V, ttl: float | None) -> None:
         items = self._items
         entry = (value, None if ttl is None else time.monotonic() + ttl)
@@ -54,7 +58,9 @@ class MemoryResultBackend(KitResultBackend[_R]):
     """Keeps everything in this process. For ``memory://`` brokers, tests and demos.
 
     Results go through the same codec as the Redis and PostgreSQL backends (JSON by default),
-    so a return value that would fail in production fails here too.
+    so a return value that would fail in production fails here too. No other process can read
+    it: a RabbitMQ or Redis broker given this store refuses reads in a process that does not
+    consume (:class:`~taskiq_kit.exceptions.ProcessLocalStoreError`).
 
     Args:
         result_ttl: seconds entries live after their last write (``None``: forever).
@@ -64,6 +70,7 @@ class MemoryResultBackend(KitResultBackend[_R]):
     """
 
     process_local = True
+    batches_writes = False
 
     def __init__(
         self,
@@ -79,12 +86,9 @@ class MemoryResultBackend(KitResultBackend[_R]):
         self._progress: _ExpiringDict[ProgressReport] = _ExpiringDict(max_entries)
         self._hub = WatchHub()
 
-    async def save_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
-        """Store the result of ``task_id`` (an unserialisable value is stored as a failure)."""
-        self._results.put(task_id, encode_result(self.codec, result), self.result_ttl)
-
     async def is_result_ready(self, task_id: str) -> bool:
         """Whether a result of ``task_id`` is stored."""
+        self.check_readable()
         return self._results.get(task_id) is not None
 
     async def get_result(self, task_id: str, with_logs: bool = False) -> TaskiqResult[_R]:
@@ -94,6 +98,7 @@ class MemoryResultBackend(KitResultBackend[_R]):
             KeyError: when there is none.
 
         """
+        self.check_readable()
         data = self._results.get(task_id)
         if data is None:
             raise KeyError(task_id)
@@ -106,6 +111,7 @@ class MemoryResultBackend(KitResultBackend[_R]):
 
     async def read_progress(self, task_id: str) -> ProgressReport | None:
         """Return the progress of ``task_id``, if any."""
+        self.check_readable()
         return self._progress.get(task_id)
 
     @asynccontextmanager
@@ -117,23 +123,48 @@ class MemoryResultBackend(KitResultBackend[_R]):
         finally:
             self._hub.remove(task_id, waiter)
 
-    async def write_status(self, task_id: str, fields: dict[str, Any]) -> None:
-        """Merge ``fields`` into the record of ``task_id``."""
+    async def write_records(self, writes: Sequence[RecordWrite]) -> list[WriteOutcome]:
+        """Apply ``writes`` in order (see :func:`~taskiq_kit.results.writes.applies`)."""
+        return [self._apply(write) for write in writes]
+
+    def _apply(self, write: RecordWrite) -> WriteOutcome:
+        task_id = write.task_id
         current = self._records.get(task_id)
-        merged: dict[str, Any] = {"task_id": task_id} if current is None else current.copy()
-        merged.update(fields)
-        status = fields.get("status")
-        if isinstance(status, TaskStatus):
-            # Plain values only: a dict of strings and numbers is not tracked by the cyclic
-            # garbage collector, which would otherwise walk every stored record again and again.
-            merged["status"] = status.value
-        self._records.put(task_id, merged, self.record_ttl(merged.get("due_at"), time.time()))
-        if is_final_value(status):
+        if not applies(write, current):
+            return WriteOutcome(
+                False,
+                None if current is None else _text(current.get("status")),
+                current is not None and current.get("abort_requested_at") is not None,
+            )
+        # Plain values only: a dict of strings and numbers is not tracked by the cyclic garbage
+        # collector, which would otherwise walk every stored record again and again.
+        if write.kind == KICK or current is None:
+            merged: dict[str, Any] = {"task_id": task_id, **write.fields}
+            if write.kind == KICK and current is not None:
+                self._results.pop(task_id)
+                self._progress.pop(task_id)
+        else:
+            merged = current.copy()
+            merged.update(write.fields)
+        # The TTL only grows: it follows the due time of the kick, whatever wrote last.
+        due_at = merged.get("due_at")
+        ttl = self.record_ttl(due_at if isinstance(due_at, float) else None, time.time())
+        self._records.put(task_id, merged, ttl)
+        if write.result is not None:
+            self._results.put(task_id, write.result, ttl)
+        status = _text(merged.get("status"))
+        if write.status in FINAL_VALUES:
             self._hub.notify(task_id)
+        return WriteOutcome(True, status, merged.get("abort_requested_at") is not None)
 
     async def get_record(self, task_id: str) -> TaskRecord | None:
         """Return the record of ``task_id``, if any."""
+        self.check_readable()
         fields = self._records.get(task_id)
         if fields is None or "status" not in fields:
             return None
         return TaskRecord.model_validate(fields)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

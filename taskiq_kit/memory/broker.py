@@ -52,6 +52,9 @@ class MemoryBroker(KitBroker):
 
     """
 
+    #: Tasks run in the process that kicks them (a process-local store is fine).
+    runs_elsewhere = False
+
     def __init__(
         self,
         *,

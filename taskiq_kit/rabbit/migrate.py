@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage
@@ -21,7 +21,21 @@ from taskiq_kit.exceptions import UnroutableTaskError
 from taskiq_kit.rabbit.publisher import Outgoing
 
 if TYPE_CHECKING:
-    from taskiq_kit.rabbit.broker import RabbitBroker
+    from taskiq_kit.rabbit.connection import RabbitConnection
+    from taskiq_kit.rabbit.publisher import Publisher
+    from taskiq_kit.rabbit.topology import RabbitNames
+
+
+class RabbitBroker(Protocol):
+    """What moving messages needs of a :class:`~taskiq_kit.rabbit.RabbitBroker` (no import cycle)."""
+
+    @property
+    def names(self) -> RabbitNames:
+        """Names of the exchanges and queues."""
+
+    publisher: Publisher
+    connection: RabbitConnection
+
 
 logger = logging.getLogger("taskiq_kit.rabbit")
 

@@ -14,8 +14,10 @@ from taskiq_kit.exceptions import (
 from taskiq_kit.results.api import get_progress, get_status, get_task_record, watch_progress
 from taskiq_kit.results.backend import KitResultBackend
 from taskiq_kit.results.codec import JSONCodec, PickleCodec, ResultCodec
+from taskiq_kit.results.lifecycle import TaskLifecycle
 from taskiq_kit.results.progress import ProgressReport
-from taskiq_kit.results.status import ErrorInfo, StatusMiddleware, TaskRecord, TaskStatus
+from taskiq_kit.results.record import ErrorInfo, TaskRecord, TaskStatus
+from taskiq_kit.results.status import StatusMiddleware
 from taskiq_kit.results.tracker import Progress
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "ResultNotSerializableError",
     "StatusMiddleware",
     "TaskFailedError",
+    "TaskLifecycle",
     "TaskRecord",
     "TaskStatus",
     "get_progress",

@@ -16,7 +16,7 @@ from taskiq_kit.exceptions import (
 )
 from taskiq_kit.results.backend import KitResultBackend
 from taskiq_kit.results.progress import ProgressReport
-from taskiq_kit.results.status import TaskRecord, TaskStatus
+from taskiq_kit.results.record import TaskRecord, TaskStatus
 
 #: The one rule for task ids, at kick and wherever an id is looked up (also the router's path
 #: pattern): 1-200 printable ASCII characters other than ``{`` and ``}`` (Redis hash-tag
@@ -56,12 +56,18 @@ def kit_backend(broker: AsyncBroker) -> KitResultBackend[Any]:
     """
     backend = broker.result_backend
     if not isinstance(backend, KitResultBackend):
-        from taskiq_kit.base import KitBroker  # noqa: PLC0415 - base imports this module
-
-        if isinstance(broker, KitBroker):  # built by the kit, its backend replaced since
+        if _built_by_the_kit(broker):  # its backend replaced since
             raise NotAKitResultBackendError(backend=type(backend).__name__)
         raise NotAKitBrokerError(broker=type(broker).__name__)
     return backend
+
+
+def _built_by_the_kit(broker: AsyncBroker) -> bool:
+    """Whether ``broker`` is a kit broker (by its classes' names: ``base`` imports this module)."""
+    return any(
+        kind.__name__ == "KitBroker" and kind.__module__ == "taskiq_kit.base"
+        for kind in type(broker).__mro__
+    )
 
 
 async def get_task_record(broker: AsyncBroker, task_id: str) -> TaskRecord:

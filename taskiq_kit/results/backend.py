@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from abc import abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -13,9 +13,12 @@ from taskiq.abc.result_backend import AsyncResultBackend
 from taskiq.depends.progress_tracker import TaskProgress
 from taskiq.result import TaskiqResult
 
+from taskiq_kit.results.codec import ResultCodec, encode_result
+from taskiq_kit.results.lifecycle import TaskLifecycle
 from taskiq_kit.results.outage import StoreGuard
 from taskiq_kit.results.progress import PROGRESS_STATE, ProgressReport, jsonable_meta
-from taskiq_kit.results.status import TaskRecord
+from taskiq_kit.results.record import TaskRecord
+from taskiq_kit.results.writes import RecordWrite, WriteOutcome
 
 _R = TypeVar("_R")
 
@@ -42,6 +45,11 @@ async def _polling() -> AsyncIterator[ChangeWaiter]:
 class KitResultBackend(AsyncResultBackend[_R]):
     """A taskiq result backend that also keeps one :class:`TaskRecord` and progress per task id.
 
+    Records change only through the backend's :attr:`lifecycle`; a store implements
+    :meth:`write_records` (a batch of typed writes, each applied atomically) and the reads.
+    ``set_result`` is the lifecycle's ``finished`` transition: the result and the final status
+    are one write.
+
     Attributes:
         result_ttl: seconds results, records and progress live after their last write
             (``None``: until deleted).
@@ -49,11 +57,19 @@ class KitResultBackend(AsyncResultBackend[_R]):
             one worker process wrote is gone when it dies, so the delivery gate cannot count
             the runs of a task that kills its worker there, and relies on the transport's
             delivery count instead.
+        codec: how results are turned into bytes and back.
 
     """
 
     result_ttl: float | None
+    codec: ResultCodec
+    #: Whether writes are worth batching (each is a network round trip).
+    batches_writes: bool = True
     process_local: bool = False
+    #: Called before reads of a process-local store: raises when this process cannot see what
+    #: the workers write (set by a broker whose tasks run in other processes).
+    reader_check: Callable[[], None] | None = None
+    _lifecycle: TaskLifecycle | None = None
 
     @property
     def store_guard(self) -> StoreGuard:
@@ -63,31 +79,58 @@ class KitResultBackend(AsyncResultBackend[_R]):
             guard = self.__dict__["_store_guard"] = StoreGuard(self)
         return guard
 
-    async def set_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
-        """Store the result of ``task_id``, waiting out an outage of the store.
+    @property
+    def lifecycle(self) -> TaskLifecycle:
+        """The owner of this store's record transitions (one per backend)."""
+        lifecycle = self._lifecycle
+        if lifecycle is None:
+            lifecycle = self._lifecycle = TaskLifecycle(self)
+        return lifecycle
 
-        taskiq's Receiver calls this once a task has run, and acknowledges the message after
-        it returns: while the store is unreachable the call retries (see
-        :class:`~taskiq_kit.results.outage.StoreGuard`), so the message stays unacknowledged
-        until its result is saved.
+    def encode_result(self, result: TaskiqResult[Any]) -> bytes:
+        """Encode ``result`` with :attr:`codec`; an unserialisable value becomes a failure.
+
+        The failure replaces the outcome in ``result`` too, so the final status recorded with it
+        is ``failure``.
         """
-        await self.store_guard.call(self.save_result, task_id, result)
+        return encode_result(self.codec, result)
+
+    async def set_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
+        """Store the result of ``task_id`` and its final status, in one write.
+
+        An unserialisable return value is stored as a failure. A result of a run whose record is
+        final already (a duplicate run) is not stored: the first outcome stays.
+
+        In a process that consumes, the write waits out an outage of the store (see
+        :class:`~taskiq_kit.results.outage.StoreGuard`): taskiq's Receiver acknowledges the
+        message after this returns, so the message stays unacknowledged until its result is
+        saved.
+        """
+        data = self.encode_result(result)
+        await self.lifecycle.finished(task_id, result, data)
 
     @abstractmethod
-    async def save_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
-        """Store the result of ``task_id`` (one try; :meth:`set_result` retries)."""
+    async def write_records(self, writes: Sequence[RecordWrite]) -> list[WriteOutcome]:
+        """Apply ``writes`` in order, each atomically; one outcome per write.
 
-    @abstractmethod
-    async def write_status(self, task_id: str, fields: dict[str, Any]) -> None:
-        """Merge ``fields`` into the record of ``task_id`` (creating it) and refresh its TTL.
-
-        ``fields`` are :class:`TaskRecord` attributes. The record lives ``result_ttl`` seconds,
-        or until its ``due_at`` plus ``result_ttl`` when that is later.
+        Each write is applied by the rule of :func:`taskiq_kit.results.writes.applies`. Records (and results written with them) live ``result_ttl`` seconds after their last
+        write, or until their ``due_at`` plus ``result_ttl`` when that is later; the TTL only
+        grows, except that a kick starts it afresh.
         """
 
     @abstractmethod
     async def get_record(self, task_id: str) -> TaskRecord | None:
         """Return the record of ``task_id``, or ``None`` when there is none."""
+
+    def check_readable(self) -> None:
+        """Raise when this process cannot see what the workers write (a process-local store).
+
+        Raises:
+            ProcessLocalStoreError: then (see :attr:`reader_check`).
+
+        """
+        if self.reader_check is not None:
+            self.reader_check()
 
     @abstractmethod
     async def write_progress(self, task_id: str, report: ProgressReport) -> None:

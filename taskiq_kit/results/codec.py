@@ -24,7 +24,7 @@ from taskiq_kit.exceptions import (
 )
 from taskiq_kit.results.label_codec import decode_labels, encode_labels
 from taskiq_kit.results.progress import ProgressReport
-from taskiq_kit.results.status import ErrorInfo, TaskRecord
+from taskiq_kit.results.record import ErrorInfo, TaskRecord
 
 logger = logging.getLogger("taskiq_kit.results")
 
@@ -265,11 +265,6 @@ def decode_progress(data: bytes | str, *, task_id: str) -> ProgressReport:
         raise ResultDecodeError(
             what="progress", task_id=task_id, serializer="json", reason=str(exc)
         ) from exc
-
-
-def encode_field(value: object) -> bytes:
-    """Encode one :class:`TaskRecord` field value as JSON."""
-    return to_json(value)
 
 
 def decode_record(task_id: str, fields: Mapping[Any, Any]) -> TaskRecord | None:

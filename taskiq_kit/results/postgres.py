@@ -8,11 +8,13 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from pydantic_core import to_json
+from taskiq.result import TaskiqResult
 
 from taskiq_kit.exceptions import (
     ResultBackendNotStartedError,
@@ -25,7 +27,6 @@ from taskiq_kit.results.codec import (
     Serializer,
     decode_progress,
     encode_progress,
-    encode_result,
     make_codec,
     parse_record,
 )
@@ -34,12 +35,10 @@ from taskiq_kit.results.postgres_sql import DEFAULT_TABLE, check_table, render
 from taskiq_kit.results.postgres_watch import PostgresNotifier
 from taskiq_kit.results.progress import ProgressReport
 from taskiq_kit.results.reach import reaching
-from taskiq_kit.results.status import TaskRecord, is_final_value
+from taskiq_kit.results.record import TaskRecord
+from taskiq_kit.results.writes import MARK, RecordWrite, WriteOutcome
 from taskiq_kit.settings import DAY
 from taskiq_kit.urls import redact
-
-if TYPE_CHECKING:
-    from taskiq.result import TaskiqResult
 
 _R = TypeVar("_R")
 
@@ -55,8 +54,9 @@ class PostgresResultBackend(KitResultBackend[_R]):
     """Keeps results, status records and progress in one PostgreSQL table, via asyncpg.
 
     One row per task id: ``record`` (jsonb, merged with ``||`` on every status write),
-    ``result`` (bytea, JSON by default), ``progress`` (jsonb) and ``expires_at``. Every write is
-    one atomic upsert, so any number of workers can write the same task. Expired rows are
+    ``result`` (bytea, JSON by default), ``progress`` (jsonb) and ``expires_at``. A batch of
+    record writes is one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE`` statement,
+    atomic per row, so any number of workers can write the same task. Expired rows are
     invisible to reads at once and deleted in bounded batches by every started backend
     (every ``purge_interval`` seconds), or by :meth:`purge_expired`.
 
@@ -206,12 +206,6 @@ class PostgresResultBackend(KitResultBackend[_R]):
                 logger.warning("Purging expired task rows failed; retrying later.", exc_info=True)
 
     @reaching
-    async def save_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
-        """Store the result of ``task_id`` (an unserialisable value is stored as a failure)."""
-        data = encode_result(self.codec, result)
-        await self.pool.execute(self._sql["set_result"], task_id, data, self.result_ttl)
-
-    @reaching
     async def is_result_ready(self, task_id: str) -> bool:
         """Whether a live result of ``task_id`` is stored."""
         return await self.pool.fetchval(self._sql["result_ready"], task_id) is not None
@@ -231,17 +225,56 @@ class PostgresResultBackend(KitResultBackend[_R]):
         return self.codec.decode(bytes(data), task_id=task_id)
 
     @reaching
-    async def write_status(self, task_id: str, fields: dict[str, Any]) -> None:
-        """Merge ``fields`` into the record of ``task_id`` (one upsert); the row's TTL only grows."""
-        ttl = self.record_ttl(fields.get("due_at"), time.time())
-        data = _jsonb_text(to_json(fields))
-        status = fields.get("status")
-        if is_final_value(status):
-            await self.pool.execute(
-                self._sql["write_status_notify"], task_id, data, ttl, self.channel
-            )
-        else:
-            await self.pool.execute(self._sql["write_status"], task_id, data, ttl)
+    async def write_records(self, writes: Sequence[RecordWrite]) -> list[WriteOutcome]:
+        """Apply ``writes``: one statement over all their rows (more only when a task repeats)."""
+        outcomes: dict[int, WriteOutcome] = {}
+        marks = [(index, write) for index, write in enumerate(writes) if write.kind == MARK]
+        rest = [(index, write) for index, write in enumerate(writes) if write.kind != MARK]
+        while rest:
+            # One statement cannot write a row twice: a repeated task goes in the next one.
+            seen: set[str] = set()
+            batch: list[tuple[int, RecordWrite]] = []
+            later: list[tuple[int, RecordWrite]] = []
+            for item in rest:
+                (later if item[1].task_id in seen else batch).append(item)
+                seen.add(item[1].task_id)
+            written = await self._upsert([write for _, write in batch])
+            outcomes.update(zip((index for index, _ in batch), written, strict=True))
+            rest = later
+        for index, write in marks:
+            outcomes[index] = await self._mark(write)
+        return [outcomes[index] for index in range(len(writes))]
+
+    async def _upsert(self, writes: list[RecordWrite]) -> list[WriteOutcome]:
+        now = time.time()
+        rows = await self.pool.fetch(
+            self._sql["write_records"],
+            [write.task_id for write in writes],
+            [_jsonb_text(to_json(write.fields)) for write in writes],
+            [write.result for write in writes],
+            [self.record_ttl(write.due_at, now) for write in writes],
+            self.channel,
+        )
+        written = {
+            row["task_id"]: WriteOutcome(True, row["status"], row["aborted"]) for row in rows
+        }
+        refused = [write.task_id for write in writes if write.task_id not in written]
+        if refused:
+            states = await self.pool.fetch(self._sql["record_states"], refused)
+            for row in states:
+                written[row["task_id"]] = WriteOutcome(False, row["status"], row["aborted"])
+        missing = WriteOutcome(False, None, False)
+        return [written.get(write.task_id, missing) for write in writes]
+
+    async def _mark(self, write: RecordWrite) -> WriteOutcome:
+        data = _jsonb_text(to_json(write.fields))
+        status = await self.pool.fetchval(self._sql["mark_record"], write.task_id, data)
+        if status is not None:
+            return WriteOutcome(True, status, "abort_requested_at" in write.fields)
+        rows = await self.pool.fetch(self._sql["record_states"], [write.task_id])
+        if not rows:
+            return WriteOutcome(False, None, False)
+        return WriteOutcome(False, rows[0]["status"], rows[0]["aborted"])
 
     @reaching
     async def get_record(self, task_id: str) -> TaskRecord | None:

@@ -33,9 +33,67 @@ def _upsert(column: str, merge: str, *, notify: bool = False) -> str:
     return f"WITH w AS ({upsert} RETURNING t.task_id) SELECT pg_notify($4, task_id) FROM w"  # noqa: S608
 
 
-_MERGE_RECORD = (
-    "CASE WHEN t.expires_at <= now() THEN EXCLUDED.record "
-    "ELSE COALESCE(t.record, '{}'::jsonb) || EXCLUDED.record END"
+_FINALS = "('success', 'failure', 'aborted', 'expired')"
+_KICKS = "('pending', 'scheduled', 'retrying')"
+_LIVE = "(t.expires_at IS NULL OR t.expires_at > now())"
+# The rule of taskiq_kit.results.writes.applies, over the row ``t`` and the write ``EXCLUDED``
+# (a write's kick and attempt are its record's ``kicked_at`` and ``attempt``, when it names them).
+_RK = "(t.record->>'kicked_at')::float8"
+_WK = "(EXCLUDED.record->>'kicked_at')::float8"
+_RA = "COALESCE((t.record->>'attempt')::int, 0)"
+_WA = "(EXCLUDED.record->>'attempt')::int"
+_NEWER_KICK = f"({_WK} IS NOT NULL AND ({_RK} IS NULL OR {_WK} > {_RK}))"
+_SAME_KICK = f"({_WK} IS NULL OR {_WK} = {_RK})"
+_NEWER = f"({_NEWER_KICK} OR ({_SAME_KICK} AND COALESCE({_WA} > {_RA}, false)))"
+_ABORTED = "(t.record->>'abort_requested_at' IS NOT NULL)"
+_IS_KICK = f"(EXCLUDED.record->>'status' IN {_KICKS})"
+_APPLIES = (
+    f"(NOT {_LIVE} OR t.record->>'status' IS NULL OR (NOT COALESCE({_WK} < {_RK}, false) AND "
+    f"CASE WHEN {_IS_KICK} THEN {_NEWER} AND ({_NEWER_KICK} OR NOT {_ABORTED}) "
+    f"WHEN t.record->>'status' IN {_FINALS} AND NOT {_NEWER} THEN false "
+    f"WHEN EXCLUDED.record->>'status' = 'started' AND {_ABORTED} THEN {_NEWER_KICK} "
+    "ELSE true END))"
+)
+_FRESH = f"(NOT {_LIVE} OR {_IS_KICK})"
+
+#: One statement for a batch of record writes (no task twice): $1 task ids, $2 records (jsonb
+#: text), $3 results (bytea or NULL), $4 TTLs in seconds (NULL: keep forever), $5 the channel
+#: announcing final statuses. Returns the rows written: task id, status, abort requested.
+_WRITE_RECORDS = (
+    "WITH up AS (INSERT INTO %TABLE% AS t (task_id, record, result, expires_at) "  # noqa: S608
+    "SELECT w.task_id, w.record, w.result, now() + w.ttl * interval '1 second' "
+    "FROM unnest($1::text[], $2::jsonb[], $3::bytea[], $4::float8[]) "
+    "AS w(task_id, record, result, ttl) "
+    "ON CONFLICT (task_id) DO UPDATE SET "
+    f"record = CASE WHEN {_FRESH} THEN EXCLUDED.record "
+    "ELSE COALESCE(t.record, '{}'::jsonb) || EXCLUDED.record END, "
+    f"result = CASE WHEN EXCLUDED.result IS NOT NULL THEN EXCLUDED.result "
+    f"WHEN {_FRESH} THEN NULL ELSE t.result END, "
+    f"progress = CASE WHEN {_FRESH} THEN NULL ELSE t.progress END, "
+    f"expires_at = CASE WHEN {_FRESH} THEN EXCLUDED.expires_at "
+    "WHEN t.expires_at IS NULL OR EXCLUDED.expires_at IS NULL THEN NULL "
+    "ELSE GREATEST(t.expires_at, EXCLUDED.expires_at) END "
+    f"WHERE {_APPLIES} "
+    "RETURNING t.task_id, t.record->>'status' AS status, "
+    "t.record->>'abort_requested_at' IS NOT NULL AS aborted) "
+    f"SELECT task_id, status, aborted, CASE WHEN status IN {_FINALS} "
+    "THEN pg_notify($5, task_id) END IS NULL AS quiet FROM up"
+)
+
+#: The abort's tombstone: $1 task id, $2 fields (jsonb text). Never creates a row, never
+#: touches a final record.
+_MARK_RECORD = (
+    "UPDATE %TABLE% AS t SET record = t.record || $2::jsonb "  # noqa: S608
+    f"WHERE t.task_id = $1 AND {_LIVE} AND t.record->>'status' IS NOT NULL "
+    f"AND t.record->>'status' NOT IN {_FINALS} "
+    "RETURNING t.record->>'status' AS status"
+)
+
+#: The state of records whose write was refused: $1 task ids.
+_RECORD_STATES = (
+    "SELECT task_id, record->>'status' AS status, "  # noqa: S608
+    "record->>'abort_requested_at' IS NOT NULL AS aborted FROM %TABLE% AS t "
+    f"WHERE task_id = ANY($1::text[]) AND {_LIVE}"
 )
 
 
@@ -48,9 +106,9 @@ SQL = {
     "create_index": (
         "CREATE INDEX IF NOT EXISTS %INDEX% ON %TABLE% (expires_at) WHERE expires_at IS NOT NULL"
     ),
-    "write_status": _upsert("record", _MERGE_RECORD),
-    "write_status_notify": _upsert("record", _MERGE_RECORD, notify=True),
-    "set_result": _upsert("result", "EXCLUDED.result"),
+    "write_records": _WRITE_RECORDS,
+    "mark_record": _MARK_RECORD,
+    "record_states": _RECORD_STATES,
     "write_progress_notify": _upsert("progress", "EXCLUDED.progress", notify=True),
     "get_record": "SELECT record FROM %TABLE% WHERE task_id = $1 AND (expires_at IS NULL OR expires_at > now())",
     "result_ready": "SELECT true FROM %TABLE% WHERE task_id = $1 AND result IS NOT NULL AND (expires_at IS NULL OR expires_at > now())",

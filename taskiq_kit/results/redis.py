@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -11,22 +12,22 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from taskiq_kit.exceptions import ResultBackendNotStartedError, ResultStoreNotAvailableError
 from taskiq_kit.redis.connect import UNREACHABLE, ping
+from taskiq_kit.results import redis_writes
 from taskiq_kit.results.backend import ChangeWaiter, KitResultBackend
 from taskiq_kit.results.codec import (
     ResultCodec,
     Serializer,
     decode_progress,
     decode_record,
-    encode_field,
     encode_progress,
-    encode_result,
     make_codec,
 )
 from taskiq_kit.results.progress import ProgressReport
 from taskiq_kit.results.reach import reaching
+from taskiq_kit.results.record import TaskRecord
 from taskiq_kit.results.redis_keys import DEFAULT_PREFIX, ResultKeys
 from taskiq_kit.results.redis_watch import RedisNotifier
-from taskiq_kit.results.status import TaskRecord, is_final_value
+from taskiq_kit.results.writes import RecordWrite, WriteOutcome
 from taskiq_kit.settings import DAY
 from taskiq_kit.urls import redact
 
@@ -35,23 +36,6 @@ if TYPE_CHECKING:
     from taskiq.result import TaskiqResult
 
 _R = TypeVar("_R")
-
-# KEYS[1]: the status hash. ARGV[1]: TTL in ms (-1: keep); ARGV[2]: channel to announce a
-# final status on ('' for none); ARGV[3..]: field, value pairs. The TTL only ever grows, so a
-# write without ``due_at`` never cuts short the record of a task scheduled far ahead.
-_WRITE_STATUS = """
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-local ttl = tonumber(ARGV[1])
-if ttl < 0 then
-  redis.call('PERSIST', KEYS[1])
-elseif redis.call('PTTL', KEYS[1]) < ttl then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-end
-if ARGV[2] ~= '' then
-  redis.call('PUBLISH', ARGV[2], 'status')
-end
-return 1
-"""
 
 
 def _ttl_ms(ttl: float | None) -> int | None:
@@ -109,7 +93,7 @@ class RedisResultBackend(KitResultBackend[_R]):
         self.unreachable_errors = UNREACHABLE
         self._pool: BlockingConnectionPool | None = None
         self._redis: Redis | None = None
-        self._write_status_script: AsyncScript | None = None
+        self._write_script: AsyncScript | None = None
         self._notifier: RedisNotifier | None = None
 
     @classmethod
@@ -154,7 +138,7 @@ class RedisResultBackend(KitResultBackend[_R]):
                 await redis.aclose(close_connection_pool=True)
                 raise
             self._pool, self._redis = pool, redis
-            self._write_status_script = redis.register_script(_WRITE_STATUS)
+            self._write_script = redis.register_script(redis_writes.WRITE_RECORDS)
 
     async def shutdown(self) -> None:
         """Close the connection pool."""
@@ -163,7 +147,7 @@ class RedisResultBackend(KitResultBackend[_R]):
         if notifier is not None:
             await notifier.close()
         self._redis = self._pool = None
-        self._write_status_script = None
+        self._write_script = None
         if redis is not None:
             await redis.aclose()
         if pool is not None:
@@ -180,12 +164,6 @@ class RedisResultBackend(KitResultBackend[_R]):
         if self._redis is None:
             raise ResultBackendNotStartedError(backend=repr(self))
         return self._redis
-
-    @reaching
-    async def save_result(self, task_id: str, result: TaskiqResult[_R]) -> None:
-        """Store the result of ``task_id`` (an unserialisable value is stored as a failure)."""
-        data = encode_result(self.codec, result)
-        await self.redis.set(self.keys.result(task_id), data, px=_ttl_ms(self.result_ttl))
 
     @reaching
     async def is_result_ready(self, task_id: str) -> bool:
@@ -206,23 +184,27 @@ class RedisResultBackend(KitResultBackend[_R]):
             raise KeyError(task_id)
         return self.codec.decode(data, task_id=task_id)
 
+    def script_call(self, writes: Sequence[RecordWrite]) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of the script call applying ``writes`` (:attr:`write_script`)."""
+        return redis_writes.pack(writes, self.keys, self.record_ttl, time.time())
+
+    #: The Lua source applying a batch of writes (for a caller sending it in its own pipeline).
+    write_script = redis_writes.WRITE_RECORDS
+
+    @staticmethod
+    def outcomes(reply: Sequence[Sequence[Any]]) -> list[WriteOutcome]:
+        """The outcomes in a reply of :attr:`write_script`."""
+        return redis_writes.parse(reply)
+
     @reaching
-    async def write_status(self, task_id: str, fields: dict[str, Any]) -> None:
-        """Merge ``fields`` into the record of ``task_id`` in one round trip; the TTL only grows."""
-        ttl = _ttl_ms(self.record_ttl(fields.get("due_at"), time.time()))
-        status = fields.get("status")
-        final = is_final_value(status)
-        args: list[str | bytes | int] = [
-            -1 if ttl is None else ttl,
-            self.keys.events(task_id) if final else "",
-        ]
-        for name, value in fields.items():
-            args.extend((name, encode_field(value)))
-        script = self._write_status_script
+    async def write_records(self, writes: Sequence[RecordWrite]) -> list[WriteOutcome]:
+        """Apply ``writes`` in one script call (one round trip), each atomically."""
+        script = self._write_script
         if script is None:
             raise ResultBackendNotStartedError(backend=repr(self))
+        keys, args = self.script_call(writes)
         # EVALSHA, falling back to EVAL once per connection when the script is not cached.
-        await script(keys=[self.keys.status(task_id)], args=args)
+        return self.outcomes(await script(keys=keys, args=args))
 
     @reaching
     async def get_record(self, task_id: str) -> TaskRecord | None:

@@ -22,7 +22,7 @@ from taskiq.kicker import AsyncKicker
 from taskiq_kit.exceptions import NotAKitBrokerError, TaskNotFoundError
 from taskiq_kit.labels import KICKED_AT
 from taskiq_kit.results.api import get_task_record
-from taskiq_kit.results.status import TaskStatus
+from taskiq_kit.results.record import TaskStatus
 from taskiq_kit.scheduler.lease import FiringLedger, RedisLease
 from taskiq_kit.scheduler.models import Schedule, fire_task_id
 from taskiq_kit.scheduler.store import RedisScheduleStore

@@ -125,13 +125,10 @@ async def test_delete_of_a_delayed_task_stops_it_before_it_starts(api: Api) -> N
     assert aborted.status_code == 200
     assert aborted.json()["outcome"] == "aborted_before_start"
     result = (await api.http.get(f"/tasks/{handle.task_id}/result", headers=AUTH)).json()
-    assert result == {
-        "task_id": handle.task_id,
-        "status": "aborted",
-        "value": None,
-        "error": None,
-        "execution_time": None,
-    }
+    # An aborted task has a stored result: its TaskAbortedError, so waiting callers return.
+    assert (result["status"], result["value"]) == ("aborted", None)
+    assert result["error"]["type"].endswith("TaskAbortedError")
+    assert await handle.is_ready()
 
 
 async def test_delete_of_a_finished_task_conflicts(api: Api) -> None:

@@ -18,7 +18,9 @@ from redis.asyncio import Redis
 from taskiq_kit.memory import MemoryResultBackend
 from taskiq_kit.results.backend import KitResultBackend
 from taskiq_kit.results.postgres import PostgresResultBackend
+from taskiq_kit.results.record import FINAL_VALUES, TaskStatus
 from taskiq_kit.results.redis import RedisResultBackend
+from taskiq_kit.results.writes import FINAL, KICK, MARK, RUN, RecordWrite, WriteOutcome
 
 BACKEND_KINDS = ["memory", "redis", "postgres"]
 
@@ -97,3 +99,33 @@ async def backend(make_backend: MakeBackend) -> KitResultBackend[Any]:
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+_KINDS = {"pending": KICK, "scheduled": KICK, "retrying": KICK, "started": RUN}
+
+
+async def write(
+    backend: KitResultBackend[Any],
+    task_id: str,
+    status: TaskStatus | None = None,
+    *,
+    kicked_at: float | None = None,
+    attempt: int | None = None,
+    due_at: float | None = None,
+    result: bytes | None = None,
+    **fields: object,
+) -> WriteOutcome:
+    """One typed record write, straight to the store (what a lifecycle transition sends)."""
+    values: dict[str, object] = dict(fields)
+    kind = MARK
+    if status is not None:
+        values["status"] = status.value
+        kind = FINAL if status.value in FINAL_VALUES else _KINDS[status.value]
+    if kicked_at is not None:
+        values["kicked_at"] = kicked_at
+    if attempt is not None:
+        values["attempt"] = attempt
+    if due_at is not None:
+        values["due_at"] = due_at
+    record = RecordWrite(task_id, kind, values, kicked_at, attempt, due_at, result)
+    return (await backend.write_records([record]))[0]

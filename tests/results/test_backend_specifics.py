@@ -16,10 +16,10 @@ from taskiq.result import TaskiqResult
 from taskiq_kit import MissingExtraError, make_result_backend
 from taskiq_kit.results.postgres import PostgresResultBackend
 from taskiq_kit.results.progress import make_report
+from taskiq_kit.results.record import TaskStatus
 from taskiq_kit.results.redis import RedisResultBackend
 from taskiq_kit.results.redis_keys import ResultKeys
-from taskiq_kit.results.status import TaskStatus
-from tests.results.conftest import MakeBackend, new_id
+from tests.results.conftest import MakeBackend, new_id, write
 
 
 def test_keys_share_one_cluster_slot_per_task() -> None:
@@ -38,23 +38,23 @@ async def test_redis_ttls(make_backend: MakeBackend, redis_url: str) -> None:
     assert isinstance(backend, RedisResultBackend)
     task_id = new_id()
     now = time.time()
+    await write(backend, task_id, TaskStatus.SCHEDULED, kicked_at=now, attempt=1, due_at=now + 1000)
+    await backend.write_progress(task_id, make_report(0.5))
+    await write(backend, task_id, TaskStatus.STARTED)
     await backend.set_result(
         task_id, TaskiqResult[Any](is_err=False, return_value=1, execution_time=0)
     )
-    await backend.write_progress(task_id, make_report(0.5))
-    await backend.write_status(task_id, {"status": TaskStatus.SCHEDULED, "due_at": now + 1000})
-    await backend.write_status(task_id, {"status": TaskStatus.STARTED})
     client = Redis.from_url(redis_url)
     try:
         assert 99_000 < await client.pttl(backend.keys.result(task_id)) <= 100_000
         assert 99_000 < await client.pttl(backend.keys.progress(task_id)) <= 100_000
-        # The scheduled TTL (1100 s) survives the later write without due_at.
+        # The scheduled TTL (1100 s) survives the later writes without due_at.
         assert await client.pttl(backend.keys.status(task_id)) > 1_000_000
-        assert await client.hget(backend.keys.status(task_id), "status") == b'"started"'
+        assert await client.hget(backend.keys.status(task_id), "status") == b'"success"'
     finally:
         await client.aclose()
     keep = await make_backend(result_ttl=None)
-    await keep.write_status(task_id, {"status": TaskStatus.SUCCESS})
+    await write(keep, task_id, TaskStatus.PENDING, kicked_at=now + 1, attempt=1)
     client = Redis.from_url(redis_url)
     try:
         assert await client.pttl(backend.keys.status(task_id)) == -1
@@ -68,7 +68,7 @@ async def test_postgres_purges_expired_rows(make_backend: MakeBackend) -> None:
     assert isinstance(backend, PostgresResultBackend)
     ids = [new_id() for _ in range(3)]
     for task_id in ids:
-        await backend.write_status(task_id, {"status": TaskStatus.SUCCESS})
+        await write(backend, task_id, TaskStatus.SUCCESS)
     await asyncio.sleep(0.4)
     deleted = 0
     while (batch := await backend.purge_expired()) > 0:
@@ -93,7 +93,7 @@ async def test_postgres_concurrent_startup_creates_table_once(postgres_url: str)
     ]
     try:
         await asyncio.gather(*(backend.startup() for backend in backends))
-        await backends[0].write_status("t", {"status": TaskStatus.PENDING})
+        await write(backends[0], "t", TaskStatus.PENDING)
         record = await backends[4].get_record("t")
         assert record is not None
         await asyncio.sleep(0.1)  # the purger runs without disturbing anything

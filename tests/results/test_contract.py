@@ -19,9 +19,16 @@ from taskiq_kit.results.api import watch_progress
 from taskiq_kit.results.backend import KitResultBackend
 from taskiq_kit.results.postgres import PostgresResultBackend
 from taskiq_kit.results.progress import ProgressReport, make_report
+from taskiq_kit.results.record import ErrorInfo, TaskStatus
 from taskiq_kit.results.redis import RedisResultBackend
-from taskiq_kit.results.status import ErrorInfo, TaskStatus
-from tests.results.conftest import MakeBackend, new_id
+from tests.results.conftest import MakeBackend, new_id, write
+
+
+@dataclasses.dataclass
+class _Message:
+    task_id: str
+    task_name: str
+    labels: dict[str, Any]
 
 
 class Point(BaseModel):
@@ -99,28 +106,13 @@ async def test_status_transitions_merge(backend: KitResultBackend[Any]) -> None:
     task_id = new_id()
     assert await backend.get_record(task_id) is None
     now = time.time()
-    await backend.write_status(
-        task_id,
-        {
-            "task_id": task_id,
-            "task_name": "résumé",
-            "status": TaskStatus.PENDING,
-            "attempt": 1,
-            "kicked_at": now,
-            "due_at": None,
-            "error": None,
-        },
-    )
+    await write(backend, task_id, TaskStatus.PENDING, task_name="résumé", attempt=1, kicked_at=now)
     record = await backend.get_record(task_id)
     assert record is not None
     assert record.status is TaskStatus.PENDING
-    await backend.write_status(
-        task_id, {"status": TaskStatus.STARTED, "worker": "host:1", "started_at": now + 1}
-    )
+    await write(backend, task_id, TaskStatus.STARTED, worker="host:1", started_at=now + 1)
     info = ErrorInfo(type="ValueError", message="bad ✗", traceback="Traceback ...")
-    await backend.write_status(
-        task_id, {"status": TaskStatus.FAILURE, "finished_at": now + 2, "error": info}
-    )
+    await write(backend, task_id, TaskStatus.FAILURE, finished_at=now + 2, error=info)
     record = await backend.get_record(task_id)
     assert record is not None
     assert record.task_id == task_id
@@ -131,13 +123,12 @@ async def test_status_transitions_merge(backend: KitResultBackend[Any]) -> None:
     assert record.started_at == now + 1
     assert record.finished_at == now + 2
     assert record.error == info
-    # A new kick resets the fields it names.
-    await backend.write_status(
-        task_id, {"status": TaskStatus.RETRYING, "attempt": 2, "error": None}
-    )
+    # A retry (a later attempt of the same kick) starts the record afresh.
+    await write(backend, task_id, TaskStatus.RETRYING, kicked_at=now, attempt=2)
     record = await backend.get_record(task_id)
     assert record is not None
     assert (record.status, record.attempt, record.error) == (TaskStatus.RETRYING, 2, None)
+    assert (record.worker, record.started_at, record.finished_at) == (None, None, None)
 
 
 async def test_progress_round_trip(backend: KitResultBackend[Any]) -> None:
@@ -162,7 +153,7 @@ async def test_progress_round_trip(backend: KitResultBackend[Any]) -> None:
 async def test_watch_progress_until_final_status(backend: KitResultBackend[Any]) -> None:
     task_id = new_id()
     broker = MemoryBroker(result_backend=backend)  # only its backend is used: not started
-    await backend.write_status(task_id, {"status": TaskStatus.STARTED})
+    await write(backend, task_id, TaskStatus.STARTED)
     seen: list[ProgressReport] = []
     first = asyncio.Event()
 
@@ -177,7 +168,7 @@ async def test_watch_progress_until_final_status(backend: KitResultBackend[Any])
     for fraction in (0.5, 0.9, 1.0):
         await asyncio.sleep(0.05)
         await backend.write_progress(task_id, make_report(fraction))
-    await backend.write_status(task_id, {"status": TaskStatus.SUCCESS})
+    await write(backend, task_id, TaskStatus.SUCCESS)
     await asyncio.wait_for(watcher, 5)
     fractions = [report.fraction for report in seen]
     assert fractions[0] == 0.1
@@ -191,7 +182,7 @@ async def test_watch_progress_of_finished_task_yields_last_report(
     task_id = new_id()
     broker = MemoryBroker(result_backend=backend)
     await backend.write_progress(task_id, make_report(0.7))
-    await backend.write_status(task_id, {"status": TaskStatus.SUCCESS})
+    await write(backend, task_id, TaskStatus.SUCCESS)
     reports = [r async for r in watch_progress(broker, task_id, poll_interval=0.1)]
     assert [r.fraction for r in reports] == [0.7]
 
@@ -200,12 +191,11 @@ async def test_ttl_expiry(make_backend: MakeBackend) -> None:
     backend = await make_backend(result_ttl=1.0)
     plain, scheduled = new_id(), new_id()
     now = time.time()
-    await backend.set_result(plain, ok("gone soon"))
-    await backend.write_status(plain, {"status": TaskStatus.SUCCESS})
     await backend.write_progress(plain, make_report(1.0))
-    await backend.write_status(scheduled, {"status": TaskStatus.SCHEDULED, "due_at": now + 3})
+    await backend.set_result(plain, ok("gone soon"))
+    await write(backend, scheduled, TaskStatus.SCHEDULED, kicked_at=now, attempt=1, due_at=now + 3)
     # A later write without due_at must not cut the scheduled task's record short.
-    await backend.write_status(scheduled, {"attempt": 1})
+    await write(backend, scheduled, TaskStatus.STARTED, started_at=now)
     assert await backend.is_result_ready(plain)
     await asyncio.sleep(1.5)
     assert not await backend.is_result_ready(plain)
@@ -215,9 +205,9 @@ async def test_ttl_expiry(make_backend: MakeBackend) -> None:
     assert await backend.read_progress(plain) is None
     record = await backend.get_record(scheduled)
     assert record is not None
-    assert record.status is TaskStatus.SCHEDULED
+    assert record.status is TaskStatus.STARTED
     # A row rewritten after expiry starts afresh (no stale result or progress).
-    await backend.write_status(plain, {"status": TaskStatus.PENDING})
+    await write(backend, plain, TaskStatus.STARTED)
     assert not await backend.is_result_ready(plain)
     assert await backend.read_progress(plain) is None
 
@@ -226,7 +216,9 @@ async def test_keep_forever(make_backend: MakeBackend) -> None:
     backend = await make_backend(result_ttl=None)
     task_id = new_id()
     await backend.set_result(task_id, ok(1))
-    await backend.write_status(task_id, {"status": TaskStatus.SUCCESS})
+    record = await backend.get_record(task_id)
+    assert record is not None
+    assert record.status is TaskStatus.SUCCESS
     assert (await backend.get_result(task_id)).return_value == 1
     assert backend.record_ttl(None, time.time()) is None
 
@@ -242,9 +234,7 @@ async def test_concurrent_writers_one_task(backend: KitResultBackend[Any]) -> No
     }
     names = list(values)
     writes = [
-        backend.write_status(
-            task_id, {"status": TaskStatus.STARTED, names[i % 5]: values[names[i % 5]]}
-        )
+        write(backend, task_id, TaskStatus.STARTED, **{names[i % 5]: values[names[i % 5]]})
         for i in range(50)
     ]
     await asyncio.gather(*writes)
@@ -258,10 +248,11 @@ async def test_concurrent_writers_many_tasks(backend: KitResultBackend[Any]) -> 
     ids = [new_id() for _ in range(100)]
 
     async def life(task_id: str) -> None:
-        await backend.write_status(task_id, {"status": TaskStatus.PENDING, "attempt": 1})
-        await backend.write_status(task_id, {"status": TaskStatus.STARTED})
+        lifecycle = backend.lifecycle
+        message = _Message(task_id=task_id, task_name="life", labels={"kit_kicked_at": "1.5"})
+        await lifecycle.kicked(message)
+        await lifecycle.started(message)
         await backend.set_result(task_id, ok(task_id))
-        await backend.write_status(task_id, {"status": TaskStatus.SUCCESS})
 
     await asyncio.gather(*(life(task_id) for task_id in ids))
     for task_id in ids:
@@ -283,7 +274,7 @@ async def test_watchers_are_pushed_changes_not_left_to_poll(make_backend: MakeBa
     broker = MemoryBroker(result_backend=backend)
     ids = [new_id() for _ in range(3)]
     for task_id in ids:
-        await backend.write_status(task_id, {"status": TaskStatus.STARTED})
+        await write(backend, task_id, TaskStatus.STARTED)
     seen: dict[int, list[float | None]] = {}
 
     async def watch(number: int, task_id: str) -> None:
@@ -298,14 +289,14 @@ async def test_watchers_are_pushed_changes_not_left_to_poll(make_backend: MakeBa
     await asyncio.sleep(0.5)
     assert all(fractions == [0.5] for fractions in seen.values())
     for task_id in ids:
-        await backend.write_status(task_id, {"status": TaskStatus.SUCCESS})
+        await write(backend, task_id, TaskStatus.SUCCESS)
     await asyncio.wait_for(asyncio.gather(*watchers), 5)
 
 
 async def test_nul_characters_do_not_lose_a_status(backend: KitResultBackend[Any]) -> None:
     task_id = new_id()
     info = ErrorInfo(type="ValueError", message="bad\x00byte", traceback=None)
-    await backend.write_status(task_id, {"status": TaskStatus.FAILURE, "error": info})
+    await write(backend, task_id, TaskStatus.FAILURE, error=info)
     await backend.write_progress(task_id, make_report(0.5, message="a\x00b"))
     record = await backend.get_record(task_id)
     assert record is not None

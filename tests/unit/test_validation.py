@@ -28,7 +28,7 @@ def broker() -> KitBroker:
 
 def test_every_malformed_class_has_a_short_reason_without_its_text(broker: KitBroker) -> None:
     for kind, body in malformed():
-        _, reason = check_message(broker, body)
+        _, reason = check_message(body, parse=broker.formatter.loads, find_task=broker.find_task)
         assert reason, f"{kind}: passed the checks"
         assert len(reason) <= MAX_REASON, (kind, reason)
         assert SECRET not in reason, (kind, reason)
@@ -37,7 +37,9 @@ def test_every_malformed_class_has_a_short_reason_without_its_text(broker: KitBr
 
 def test_valid_messages_pass_and_keep_their_wire_labels(broker: KitBroker) -> None:
     for body in valid(3):
-        message, reason = check_message(broker, body)
+        message, reason = check_message(
+            body, parse=broker.formatter.loads, find_task=broker.find_task
+        )
         assert reason is None
         assert message is not None
         # Parsed on copies: taskiq parses the labels again, a bytes label must still be base64.
@@ -63,7 +65,7 @@ def test_label_reasons_name_the_label_not_its_value(
     reason: str,
 ) -> None:
     body = json.dumps(taskiq_body(labels=labels, labels_types=types, args=[1, "x"])).encode()
-    _, found = check_message(broker, body)
+    _, found = check_message(body, parse=broker.formatter.loads, find_task=broker.find_task)
     assert found is not None
     assert found.startswith(reason)
 
@@ -71,7 +73,7 @@ def test_label_reasons_name_the_label_not_its_value(
 def test_accepted_label_values(broker: KitBroker) -> None:
     labels = {"ack_type": "WHEN_EXECUTED", "timeout": "2.5", "delay": "5"}
     body = json.dumps(taskiq_body(labels=labels, labels_types={"delay": 2})).encode()
-    assert check_message(broker, body)[1] is None
+    assert check_message(body, parse=broker.formatter.loads, find_task=broker.find_task)[1] is None
 
 
 def test_shown_cuts_and_cleans_names() -> None:

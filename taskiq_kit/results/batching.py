@@ -1,0 +1,61 @@
+"""Writes issued in the same event-loop turn go to the store together, in one round trip."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+_T = TypeVar("_T")
+_O = TypeVar("_O")
+
+#: Most writes one round trip carries.
+MAX_BATCH = 500
+
+
+class WriteBatcher(Generic[_T, _O]):
+    """Sends items in batches without adding latency, and hands each caller its own outcome.
+
+    The first item starts a flush, which runs once the current event-loop turn is over: every
+    item submitted in that turn goes with it. Items submitted while a flush is in flight go
+    together in the next one, so under load a round trip carries everything that arrived during
+    the previous one. Order is kept: batches go one after the other, items in submission order.
+
+    Args:
+        flush: sends a batch in one round trip and returns one outcome per item, in order.
+
+    """
+
+    def __init__(self, flush: Callable[[Sequence[_T]], Awaitable[Sequence[_O]]]) -> None:
+        self._flush = flush
+        self._waiting: list[tuple[_T, asyncio.Future[_O]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def submit(self, item: _T) -> asyncio.Future[_O]:
+        """Queue ``item``; the future resolves to its outcome, or the error its batch raised."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_O] = loop.create_future()
+        self._waiting.append((item, future))
+        flusher = self._flusher
+        if flusher is None or flusher.done() or flusher.get_loop() is not loop:
+            self._flusher = loop.create_task(self._run())
+        return future
+
+    async def _run(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            try:
+                outcomes = await self._flush([item for item, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to every waiter
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            except BaseException:
+                for _, future in (*batch, *self._waiting):
+                    future.cancel()
+                self._waiting = []
+                raise
+            else:
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if not future.done():
+                        future.set_result(outcome)
