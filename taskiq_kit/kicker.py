@@ -1,7 +1,8 @@
 """The kit's kicker and task handle.
 
 ``kiq()`` raises the kit's typed send errors as themselves, and returns a :class:`KitTask`,
-which reads a failed or aborted result without trying to parse its (absent) return value.
+which reads a failed or aborted result without trying to parse its (absent) return value, and
+raises the kit's read errors (a process-local store) as themselves.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from typing import Any, ParamSpec, TypeVar
 
 from taskiq.compat import parse_obj_as
 from taskiq.decor import AsyncTaskiqDecoratedTask
-from taskiq.exceptions import ResultGetError, SendTaskError
+from taskiq.exceptions import ResultGetError, ResultIsReadyError, SendTaskError
 from taskiq.kicker import AsyncKicker
 from taskiq.result import TaskiqResult
 from taskiq.task import AsyncTaskiqTask
 
-from taskiq_kit.exceptions import BrokerNotAvailableError, UnroutableTaskError
+from taskiq_kit.exceptions import (
+    BrokerNotAvailableError,
+    ProcessLocalStoreError,
+    UnroutableTaskError,
+)
 
 logger = logging.getLogger("taskiq_kit")
 
@@ -29,21 +34,36 @@ TYPED_SEND_ERRORS = (BrokerNotAvailableError, UnroutableTaskError)
 
 
 class KitTask(AsyncTaskiqTask[_R]):
-    """taskiq's task handle, except that only a successful result's value is parsed.
+    """taskiq's task handle: it parses only a successful result, and names an unreadable store.
 
     taskiq parses every result's return value into the task's return type; a failed or
-    aborted task has none, so taskiq warns "Cannot parse return type" on each of them.
+    aborted task has none, so taskiq warns "Cannot parse return type" on each of them. taskiq
+    wraps whatever the result backend raises in ``ResultIsReadyError`` / ``ResultGetError``; a
+    :class:`~taskiq_kit.exceptions.ProcessLocalStoreError` is raised as itself, so
+    ``wait_result()`` fails at once with a message naming ``result_url``.
     """
+
+    async def is_ready(self) -> bool:
+        """Whether the task's result is stored; see taskiq's ``AsyncTaskiqTask.is_ready``."""
+        try:
+            return await super().is_ready()
+        except ResultIsReadyError as exc:
+            if isinstance(exc.__cause__, ProcessLocalStoreError):
+                raise exc.__cause__ from None
+            raise
 
     async def get_result(self, with_logs: bool = False) -> TaskiqResult[_R]:
         """The task's result; see taskiq's ``AsyncTaskiqTask.get_result``.
 
         Raises:
             ResultGetError: when the result cannot be read from the result backend.
+            ProcessLocalStoreError: when the store lives only in the workers' memory.
 
         """
         try:
             result = await self.result_backend.get_result(self.task_id, with_logs=with_logs)
+        except ProcessLocalStoreError:
+            raise
         except Exception as exc:
             raise ResultGetError from exc
         if self.return_type is not None and not result.is_err:

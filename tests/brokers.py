@@ -73,9 +73,8 @@ async def in_process_worker(broker: KitBroker, **receiver_options: Any) -> Async
     broker.is_worker_process = True
     finish = asyncio.Event()
     with ThreadPoolExecutor(4) as pool:
-        receiver = Receiver(
-            broker=broker, executor=pool, run_startup=False, max_async_tasks=100, **receiver_options
-        )
+        options = {"max_async_tasks": 100, **receiver_options}
+        receiver = Receiver(broker=broker, executor=pool, run_startup=False, **options)
         consumer = asyncio.create_task(receiver.listen(finish))
         try:
             yield receiver

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Depends, Path, Query, Request, params
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, params
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from taskiq.abc.broker import AsyncBroker
 
 from taskiq_kit.abort import AbortOutcome
-from taskiq_kit.exceptions import AnonymousRouterError, InvalidTaskIdError, TaskNotFoundError
+from taskiq_kit.exceptions import (
+    AnonymousRouterError,
+    InvalidTaskIdError,
+    ProcessLocalStoreError,
+    TaskNotFoundError,
+)
 from taskiq_kit.fastapi.client import TaskClient
 from taskiq_kit.fastapi.deps import task_client_provider
 from taskiq_kit.fastapi.models import (
@@ -24,6 +30,7 @@ from taskiq_kit.fastapi.models import (
 )
 from taskiq_kit.fastapi.stream import StreamSettings, progress_events
 from taskiq_kit.results.api import TASK_ID_PATTERN
+from taskiq_kit.results.backend import KitResultBackend
 from taskiq_kit.results.codec import error_info
 from taskiq_kit.results.record import TaskStatus
 
@@ -64,6 +71,9 @@ _SSE_DOC = (
 )
 
 
+logger = logging.getLogger("taskiq_kit.fastapi")
+
+
 def _problem(
     status_code: int, code: str, detail: str, task_id: str, status: TaskStatus | None = None
 ) -> JSONResponse:
@@ -89,6 +99,26 @@ def _tail_is_encoded(request: Request) -> bool:
     path = raw.split(b"?", 1)[0]  # some clients' ASGI transports append the query
     tail = path.rsplit(b"/", 1)[-1].decode("latin-1")
     return "/" in unquote(tail)
+
+
+def _shared_store_of(broker: AsyncBroker) -> Callable[[], None]:
+    """A dependency answering 500 with the reason when ``broker``'s store is out of reach here."""
+    reported = False
+
+    def require_shared_store() -> None:
+        nonlocal reported
+        backend = broker.result_backend
+        if not isinstance(backend, KitResultBackend):
+            return
+        try:
+            backend.check_readable()
+        except ProcessLocalStoreError as exc:
+            if not reported:
+                reported = True
+                logger.error("The tasks router cannot read task status here: %s", exc)  # noqa: TRY400 - the reason, not a traceback
+            raise HTTPException(status_code=500, detail=str(exc)) from exc
+
+    return require_shared_store
 
 
 def tasks_router(
@@ -118,9 +148,10 @@ def tasks_router(
       task is final.
 
     Ids go percent-encoded in the path (``order/1`` as ``order%2F1``); one the kit would refuse
-    at kick (see :func:`taskiq_kit.results.api.check_task_id`) gets 422. Failed tasks show the
-    error type and message; tracebacks only with ``expose_tracebacks=True`` (they reveal code
-    paths and sometimes data).
+    at kick (see :func:`taskiq_kit.results.api.check_task_id`) gets 422. A broker whose store
+    lives only in its workers' memory (``amqp://`` without ``result_url``) gets 500 with the
+    reason on every route. Failed tasks show the error type and message; tracebacks only with
+    ``expose_tracebacks=True`` (they reveal code paths and sometimes data).
 
     Args:
         broker: a kit broker; the app's lifespan must start it (:func:`kit_lifespan`).
@@ -145,7 +176,10 @@ def tasks_router(
     if not dependencies and allow_anonymous is not True:
         raise AnonymousRouterError
     settings = stream or StreamSettings()
-    router = APIRouter(prefix=prefix, tags=list(tags), dependencies=list(dependencies or ()))
+    shared_store = Depends(_shared_store_of(broker))
+    router = APIRouter(
+        prefix=prefix, tags=list(tags), dependencies=[*(dependencies or ()), shared_store]
+    )
     client_dep = Depends(task_client_provider(broker, abort_wait=abort_wait))
 
     async def task_info(task_id: str, client: TaskClient) -> TaskInfo | JSONResponse:

@@ -138,14 +138,15 @@ class MemoryResultBackend(KitResultBackend[_R]):
             )
         # Plain values only: a dict of strings and numbers is not tracked by the cyclic garbage
         # collector, which would otherwise walk every stored record again and again.
+        fields = write.record_fields()
         if write.kind == KICK or current is None:
-            merged: dict[str, Any] = {"task_id": task_id, **write.fields}
+            merged: dict[str, Any] = {"task_id": task_id, **fields}
             if write.kind == KICK and current is not None:
                 self._results.pop(task_id)
                 self._progress.pop(task_id)
         else:
             merged = current.copy()
-            merged.update(write.fields)
+            merged.update(fields)
         # The TTL only grows: it follows the due time of the kick, whatever wrote last.
         due_at = merged.get("due_at")
         ttl = self.record_ttl(due_at if isinstance(due_at, float) else None, time.time())

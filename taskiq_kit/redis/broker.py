@@ -28,7 +28,10 @@ from taskiq_kit.redis.consumer import TRANSIENT, StreamConsumer
 from taskiq_kit.redis.delay import DelayPromoter
 from taskiq_kit.redis.heartbeat import check_heartbeat
 from taskiq_kit.redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, RedisKeys
+from taskiq_kit.redis.kicks import KickPublisher, same_server
 from taskiq_kit.results.backend import KitResultBackend
+from taskiq_kit.results.redis import RedisResultBackend
+from taskiq_kit.results.writes import RecordWrite
 from taskiq_kit.urls import redact
 
 logger = logging.getLogger("taskiq_kit.redis")
@@ -129,6 +132,8 @@ class RedisBroker(KitBroker):
         self._consumer: StreamConsumer | None = None
         self._promoting: asyncio.Task[None] | None = None
         self._publisher: Batcher[bytes] | None = None
+        #: The result store checked last, and the shared pipeline when it is on this server.
+        self._kicks: tuple[object, KickPublisher | None] | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisBroker:
@@ -203,6 +208,7 @@ class RedisBroker(KitBroker):
         await super().shutdown()
         if self._client is not None:
             client, self._client, self._promoter, self._publisher = self._client, None, None, None
+            self._kicks = None
             with contextlib.suppress(*TRANSIENT):
                 await client.aclose(close_connection_pool=True)
 
@@ -219,6 +225,37 @@ class RedisBroker(KitBroker):
                 await self.promoter.schedule(entry_id, message.message, timing.due_at)
             else:
                 await self.publisher.submit(message.message)
+        except TRANSIENT as exc:
+            raise BrokerNotAvailableError(
+                target=redact(self.url), timeout=self.connect_timeout, reason=str(exc)
+            ) from exc
+
+    async def publish_kicked(
+        self, message: BrokerMessage, timing: Timing, write: RecordWrite
+    ) -> None:
+        """Record the kick and append it to the ready stream in one round trip.
+
+        When the result store is a Redis store on this broker's server, the record's write and
+        the ``XADD`` go in one pipeline (the write first), shared by every kick of the same
+        moment. Otherwise (another store, or a delayed kick) the record is written first.
+
+        Raises:
+            BrokerNotAvailableError: when Redis cannot be reached.
+
+        """
+        store = self.result_backend
+        route = self._kicks
+        if route is None or route[0] is not store:
+            publisher = None
+            if isinstance(store, RedisResultBackend) and same_server(store, self.url):
+                publisher = KickPublisher(self.client, store, self.keys.ready)
+            route = self._kicks = (store, publisher)
+        kicks = route[1]
+        if kicks is None or timing.delay_from(time.time()) > 0:
+            await super().publish_kicked(message, timing, write)
+            return
+        try:
+            await kicks.submit(message.message, write)
         except TRANSIENT as exc:
             raise BrokerNotAvailableError(
                 target=redact(self.url), timeout=self.connect_timeout, reason=str(exc)

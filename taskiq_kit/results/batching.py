@@ -21,15 +21,34 @@ class WriteBatcher(Generic[_T, _O]):
     together in the next one, so under load a round trip carries everything that arrived during
     the previous one. Order is kept: batches go one after the other, items in submission order.
 
+    Under load (a flush started less than ``busy`` seconds ago) a flush first waits ``linger``
+    seconds for more items: on a fast network a round trip is over before the next item comes,
+    and writes would go one by one. An idle batcher sends at the end of the turn, adding no
+    latency.
+
     Args:
         flush: sends a batch in one round trip and returns one outcome per item, in order.
+        linger: seconds a flush under load waits for more items.
+        busy: a flush started this recently means load.
 
     """
 
-    def __init__(self, flush: Callable[[Sequence[_T]], Awaitable[Sequence[_O]]]) -> None:
+    def __init__(
+        self,
+        flush: Callable[[Sequence[_T]], Awaitable[Sequence[_O]]],
+        *,
+        linger: float = 0.0,
+        busy: float = 0.05,
+    ) -> None:
         self._flush = flush
+        self._linger = linger
+        self._busy = busy
+        self._last_flush = -1e9
         self._waiting: list[tuple[_T, asyncio.Future[_O]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        #: Round trips made, and items they carried (for tests and diagnostics).
+        self.flushes = 0
+        self.items = 0
 
     def submit(self, item: _T) -> asyncio.Future[_O]:
         """Queue ``item``; the future resolves to its outcome, or the error its batch raised."""
@@ -42,8 +61,14 @@ class WriteBatcher(Generic[_T, _O]):
         return future
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._linger and loop.time() - self._last_flush < self._busy:
+            await asyncio.sleep(self._linger)
         while self._waiting:
+            self._last_flush = loop.time()
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            self.flushes += 1
+            self.items += len(batch)
             try:
                 outcomes = await self._flush([item for item, _ in batch])
             except Exception as exc:  # noqa: BLE001 - handed to every waiter

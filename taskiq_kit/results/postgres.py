@@ -250,7 +250,7 @@ class PostgresResultBackend(KitResultBackend[_R]):
         rows = await self.pool.fetch(
             self._sql["write_records"],
             [write.task_id for write in writes],
-            [_jsonb_text(to_json(write.fields)) for write in writes],
+            [_jsonb_text(to_json(write.record_fields())) for write in writes],
             [write.result for write in writes],
             [self.record_ttl(write.due_at, now) for write in writes],
             self.channel,

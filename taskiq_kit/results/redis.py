@@ -192,7 +192,7 @@ class RedisResultBackend(KitResultBackend[_R]):
     write_script = redis_writes.WRITE_RECORDS
 
     @staticmethod
-    def outcomes(reply: Sequence[Sequence[Any]]) -> list[WriteOutcome]:
+    def outcomes(reply: bytes | str) -> list[WriteOutcome]:
         """The outcomes in a reply of :attr:`write_script`."""
         return redis_writes.parse(reply)
 

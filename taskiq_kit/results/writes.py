@@ -38,9 +38,12 @@ class RecordWrite:
         task_id: the task.
         kind: :data:`KICK`, :data:`RUN`, :data:`FINAL` or :data:`MARK`.
         fields: the :class:`~taskiq_kit.results.record.TaskRecord` attributes it sets (the
-            status, as its plain string, included), with JSON-ready values.
-        kicked_at: the kick it belongs to (``None``: the record's current kick).
-        attempt: the run of that kick it belongs to (``None``: the record's current one).
+            status, as its plain string, included), with JSON-ready values; ``kicked_at`` and
+            ``attempt`` excepted, which the store sets from the two below.
+        kicked_at: the kick it belongs to (``None``: the record's current kick); stored as the
+            record's ``kicked_at`` when set.
+        attempt: the run of that kick it belongs to (``None``: the record's current one); stored
+            as the record's ``attempt`` when set.
         due_at: the task's due time, which makes the record live longer (delayed kicks).
         result: the encoded result, stored with a final status in the same atomic write.
 
@@ -53,6 +56,18 @@ class RecordWrite:
     attempt: int | None = None
     due_at: float | None = None
     result: bytes | None = None
+
+    def record_fields(self) -> dict[str, object]:
+        """:attr:`fields` with the write's ``kicked_at`` and ``attempt``, when set."""
+        fields = self.fields
+        if self.kicked_at is None and self.attempt is None:
+            return fields
+        fields = dict(fields)
+        if self.kicked_at is not None:
+            fields["kicked_at"] = self.kicked_at
+        if self.attempt is not None:
+            fields["attempt"] = self.attempt
+        return fields
 
     @property
     def status(self) -> str | None:

@@ -121,10 +121,6 @@ async def write(
     if status is not None:
         values["status"] = status.value
         kind = FINAL if status.value in FINAL_VALUES else _KINDS[status.value]
-    if kicked_at is not None:
-        values["kicked_at"] = kicked_at
-    if attempt is not None:
-        values["attempt"] = attempt
     if due_at is not None:
         values["due_at"] = due_at
     record = RecordWrite(task_id, kind, values, kicked_at, attempt, due_at, result)
