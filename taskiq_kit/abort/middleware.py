@@ -90,10 +90,8 @@ class AbortMiddleware(TaskiqMiddleware):
             backend = None
             try:
                 backend = kit_backend(self.broker)
-                for task_id in ids:
-                    record = await backend.get_record(task_id)
-                    if record is not None and record.abort_requested_at is not None:
-                        self.running.abort(task_id)
+                for task_id in await backend.abort_requested_among(ids):
+                    self.running.abort(task_id)
             except Exception as exc:
                 if backend is not None and is_outage(exc):
                     backend.store_guard.failed(exc)  # one line per outage, not one per poll

@@ -122,6 +122,18 @@ class KitResultBackend(AsyncResultBackend[_R]):
     async def get_record(self, task_id: str) -> TaskRecord | None:
         """Return the record of ``task_id``, or ``None`` when there is none."""
 
+    async def abort_requested_among(self, task_ids: Sequence[str]) -> list[str]:
+        """The ids among ``task_ids`` whose records carry an abort's tombstone.
+
+        Stores answer in one round trip; this default reads the records one by one.
+        """
+        found = []
+        for task_id in task_ids:
+            record = await self.get_record(task_id)
+            if record is not None and record.abort_requested_at is not None:
+                found.append(task_id)
+        return found
+
     def check_readable(self) -> None:
         """Raise when this process cannot see what the workers write (a process-local store).
 

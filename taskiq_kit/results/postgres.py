@@ -291,6 +291,12 @@ class PostgresResultBackend(KitResultBackend[_R]):
         return parse_record(task_id, data)
 
     @reaching
+    async def abort_requested_among(self, task_ids: Sequence[str]) -> list[str]:
+        """The ids among ``task_ids`` whose records carry an abort's tombstone (one query)."""
+        rows = await self.pool.fetch(self._sql["abort_requested_among"], list(task_ids))
+        return [row["task_id"] for row in rows]
+
+    @reaching
     async def write_progress(self, task_id: str, report: ProgressReport) -> None:
         """Store ``report`` as the latest progress of ``task_id``."""
         data = _jsonb_text(encode_progress(report))

@@ -109,6 +109,10 @@ SQL = {
     "write_records": _WRITE_RECORDS,
     "mark_record": _MARK_RECORD,
     "record_states": _RECORD_STATES,
+    "abort_requested_among": (
+        "SELECT task_id FROM %TABLE% AS t WHERE task_id = ANY($1::text[]) "  # noqa: S608
+        f"AND {_LIVE} AND t.record->>'abort_requested_at' IS NOT NULL"
+    ),
     "write_progress_notify": _upsert("progress", "EXCLUDED.progress", notify=True),
     "get_record": "SELECT record FROM %TABLE% WHERE task_id = $1 AND (expires_at IS NULL OR expires_at > now())",
     "result_ready": "SELECT true FROM %TABLE% WHERE task_id = $1 AND result IS NOT NULL AND (expires_at IS NULL OR expires_at > now())",

@@ -212,6 +212,19 @@ class RedisResultBackend(KitResultBackend[_R]):
         return decode_record(task_id, await self.redis.hgetall(self.keys.status(task_id)))
 
     @reaching
+    async def abort_requested_among(self, task_ids: Sequence[str]) -> list[str]:
+        """The ids among ``task_ids`` whose records carry an abort's tombstone (one round trip)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hget(self.keys.status(task_id), "abort_requested_at")
+            values = await pipe.execute()
+        return [
+            task_id
+            for task_id, value in zip(task_ids, values, strict=True)
+            if value is not None and value != b"null"
+        ]
+
+    @reaching
     async def write_progress(self, task_id: str, report: ProgressReport) -> None:
         """Store ``report`` and announce it to watchers, in one transaction."""
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -116,3 +116,15 @@ async def test_concurrent_duplicate_finals_keep_one_outcome(
     for task_id in ids:
         assert await status_of(backend, task_id) is TaskStatus.SUCCESS
         assert (await backend.get_result(task_id)).return_value == "first"
+
+
+async def test_tombstones_of_many_tasks_in_one_read(backend: KitResultBackend[Any]) -> None:
+    """What the workers' reconciliation poll asks for the tasks they run."""
+    kick = time.time()
+    ids = [new_id() for _ in range(6)]
+    for task_id in ids[:5]:
+        await write(backend, task_id, TaskStatus.STARTED, kicked_at=kick, attempt=1)
+    for task_id in ids[1:3]:
+        await backend.lifecycle.abort_requested(task_id)
+    assert sorted(await backend.abort_requested_among(ids)) == sorted(ids[1:3])
+    assert await backend.abort_requested_among([]) == []
