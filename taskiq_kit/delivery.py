@@ -30,6 +30,7 @@ from taskiq.formatters.proxy_formatter import ProxyFormatter
 from taskiq.message import TaskiqMessage
 
 from taskiq_kit.labels import KICKED_AT, RETRIES, label_float, read_timing
+from taskiq_kit.results.lifecycle import REQUEUE_LABEL
 from taskiq_kit.results.record import TaskRecord, TaskStatus
 from taskiq_kit.validation import check_message, shown
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("taskiq_kit.delivery")
 
 #: Label taskiq's ``Context.requeue()`` increments; a requeued message must run again.
-_REQUEUE = "X-Taskiq-requeue"
+_REQUEUE = REQUEUE_LABEL
 #: With a shared store the record counts runs; the transport's delivery count is then only a
 #: backstop, past this many times ``max_attempts``.
 BACKSTOP_FACTOR = 4

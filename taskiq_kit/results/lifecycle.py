@@ -27,6 +27,7 @@ from taskiq_kit.results.writes import (
     FINAL,
     KICK,
     MARK,
+    REQUEUE,
     RUN,
     RecordStore,
     RecordWrite,
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 _PENDING, _SCHEDULED, _RETRYING, _STARTED = "pending", "scheduled", "retrying", "started"
 _SUCCESS, _FAILURE, _ABORTED, _EXPIRED = "success", "failure", "aborted", "expired"
 
+
+#: Label taskiq's ``Context.requeue()`` increments on the message it sends again.
+REQUEUE_LABEL = "X-Taskiq-requeue"
 
 #: Seconds a write waits for others under load (a flush less than 50 ms ago), so one round trip
 #: carries many; an idle store gets each write at the end of the event-loop turn.
@@ -139,6 +143,11 @@ class TaskLifecycle:
         expires_at = label_float(labels.get(EXPIRES_AT))
         if expires_at is not None:
             fields["expires_at"] = expires_at
+        requeues = label_float(labels.get(REQUEUE_LABEL))
+        if requeues:
+            # The same run, sent again by itself: the record goes back to pending.
+            fields["requeues"] = int(requeues)
+            return RecordWrite(message.task_id, REQUEUE, fields, kicked_at, attempt, due_at)
         return RecordWrite(message.task_id, KICK, fields, kicked_at, attempt, due_at)
 
     async def kicked(self, message: Kicked) -> WriteOutcome:

@@ -46,12 +46,15 @@ _NEWER_KICK = f"({_WK} IS NOT NULL AND ({_RK} IS NULL OR {_WK} > {_RK}))"
 _SAME_KICK = f"({_WK} IS NULL OR {_WK} = {_RK})"
 _NEWER = f"({_NEWER_KICK} OR ({_SAME_KICK} AND COALESCE({_WA} > {_RA}, false)))"
 _ABORTED = "(t.record->>'abort_requested_at' IS NOT NULL)"
-_IS_KICK = f"(EXCLUDED.record->>'status' IN {_KICKS})"
+# A requeue (taskiq's Context.requeue()) names its count: it is not a new kick.
+_IS_REQUEUE = "(EXCLUDED.record ? 'requeues')"
+_IS_KICK = f"(EXCLUDED.record->>'status' IN {_KICKS} AND NOT {_IS_REQUEUE})"
 _APPLIES = (
     f"(NOT {_LIVE} OR t.record->>'status' IS NULL OR (NOT COALESCE({_WK} < {_RK}, false) AND "
     f"CASE WHEN {_IS_KICK} THEN {_NEWER} AND ({_NEWER_KICK} OR NOT {_ABORTED}) "
     f"WHEN t.record->>'status' IN {_FINALS} AND NOT {_NEWER} THEN false "
-    f"WHEN EXCLUDED.record->>'status' = 'started' AND {_ABORTED} THEN {_NEWER_KICK} "
+    f"WHEN (EXCLUDED.record->>'status' = 'started' OR {_IS_REQUEUE}) AND {_ABORTED} "
+    f"THEN {_NEWER_KICK} "
     "ELSE true END))"
 )
 _FRESH = f"(NOT {_LIVE} OR {_IS_KICK})"

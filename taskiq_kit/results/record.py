@@ -89,6 +89,7 @@ class TaskRecord(BaseModel):
         finished_at: when it reached a final status.
         updated_at: when the record last changed.
         abort_requested_at: when an abort of this kick was asked for (the abort's tombstone).
+        requeues: how many times the run sent itself again (taskiq's ``Context.requeue()``).
         error: the exception it raised, as data (``failure``).
 
     """
@@ -108,4 +109,5 @@ class TaskRecord(BaseModel):
     finished_at: float | None = None
     updated_at: float | None = None
     abort_requested_at: float | None = None
+    requeues: int = 0
     error: ErrorInfo | None = None

@@ -65,7 +65,7 @@ for i = 1, #KEYS / 3 do
     elseif FINAL[status] and not newer then
       ok = false
     else
-      ok = not (kind == 'run' and aborted and not newer_kick)
+      ok = not ((kind == 'run' or kind == 'requeue') and aborted and not newer_kick)
     end
   end
   if ok then
@@ -130,7 +130,13 @@ def _ttl_ms(ttl: float | None) -> int:
     return -1 if ttl is None else max(1, math.ceil(ttl * 1000))
 
 
-_KIND = {"kick": b"kick", "run": b"run", "final": b"final", "mark": b"mark"}
+_KIND = {
+    "kick": b"kick",
+    "run": b"run",
+    "requeue": b"requeue",
+    "final": b"final",
+    "mark": b"mark",
+}
 
 
 def pack(

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 KICK = "kick"
 #: A run starting (``started``).
 RUN = "run"
+#: A run sending itself again (taskiq's ``Context.requeue()``): back to ``pending`` for the same
+#: kick and attempt, unless the record is final or the kick was aborted.
+REQUEUE = "requeue"
 #: A final status (``success``, ``failure``, ``aborted``, ``expired``), with the result.
 FINAL = "final"
 #: A field without a status change (the abort request); never creates a record.
@@ -36,7 +39,7 @@ class RecordWrite:
 
     Attributes:
         task_id: the task.
-        kind: :data:`KICK`, :data:`RUN`, :data:`FINAL` or :data:`MARK`.
+        kind: :data:`KICK`, :data:`RUN`, :data:`REQUEUE`, :data:`FINAL` or :data:`MARK`.
         fields: the :class:`~taskiq_kit.results.record.TaskRecord` attributes it sets (the
             status, as its plain string, included), with JSON-ready values; ``kicked_at`` and
             ``attempt`` excepted, which the store sets from the two below.
@@ -99,7 +102,7 @@ def applies(write: RecordWrite, current: Mapping[str, object] | None) -> bool:
       was not aborted.
     * Over a final status, only a newer kick or a later attempt applies (a final status never
       goes back to ``started``, and the first final status of a run wins).
-    * :data:`RUN` is refused once the kick was aborted.
+    * :data:`RUN` and :data:`REQUEUE` are refused once the kick was aborted.
     * :data:`MARK` never creates a record.
     """
     if current is None or current.get("status") is None:
@@ -119,7 +122,7 @@ def applies(write: RecordWrite, current: Mapping[str, object] | None) -> bool:
         return newer and (newer_kick or not aborted)
     if current.get("status") in FINAL_VALUES and not newer:
         return False
-    return not (write.kind == RUN and aborted and not newer_kick)
+    return not (write.kind in (RUN, REQUEUE) and aborted and not newer_kick)
 
 
 def _number(value: object) -> float | None:
