@@ -96,11 +96,12 @@ def worker(config: str, name: str, profile: Path | None = None) -> Iterator[tupl
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGINT)  # taskiq's process manager stops its worker
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(20)
-        except subprocess.TimeoutExpired:
+        # Whatever of the group is left (a worker its manager did not wait for) goes too.
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        process.wait(5)
 
 
 async def _wait_all(tasks: list[Any], total: int, deadline: float) -> None:

@@ -60,8 +60,14 @@ class RunContext:
         self._event: threading.Event | None = None  # made only for a sync task that waits
 
     def abort(self) -> None:
-        """Stop this execution: cancel its coroutine, or interrupt its thread if it opted in."""
+        """Stop this execution: cancel its coroutine, or interrupt its thread if it opted in.
+
+        Only the first abort acts: a second one (the reconciliation poll finding the tombstone
+        while the task still runs its cleanup) must not cancel that cleanup.
+        """
         with _GUARD:
+            if self.aborted:
+                return
             self.aborted = True
             if self._event is not None:
                 self._event.set()

@@ -101,10 +101,14 @@ class TaskLifecycle:
             WriteBatcher(self._send, linger=WRITE_LINGER) if store.batches_writes else None
         )
 
-    def write(self, write: RecordWrite) -> Awaitable[WriteOutcome]:
-        """Send ``write`` with the others of this event-loop turn; await the result for its outcome."""
+    def write(self, write: RecordWrite, *, urgent: bool = False) -> Awaitable[WriteOutcome]:
+        """Send ``write`` with the others of this event-loop turn; await the result for its outcome.
+
+        Under load a write waits up to :data:`WRITE_LINGER` for others, unless it is ``urgent``
+        (somebody waits for it: an abort).
+        """
         if self._batcher is not None:
-            return self._batcher.submit(write)
+            return self._batcher.submit(write, urgent=urgent)
         return self._write_now(write)
 
     async def _write_now(self, write: RecordWrite) -> WriteOutcome:
@@ -255,7 +259,7 @@ class TaskLifecycle:
         """
         now = time.time()
         fields: dict[str, object] = {"abort_requested_at": now, "updated_at": now}
-        return await self.write(RecordWrite(task_id, MARK, fields))
+        return await self.write(RecordWrite(task_id, MARK, fields), urgent=True)
 
     async def record(self, task_id: str) -> TaskRecord | None:
         """The record of ``task_id``, if any (waiting out an outage when :attr:`guard` is set)."""
