@@ -63,9 +63,11 @@ class KitMiddleware(TaskiqMiddleware):
             InvalidTaskIdError: for an id (``with_task_id``) that get_status, abort_task and the
                 router could not look up.
             InvalidDelayError: for a timing label that cannot be honoured.
+            NotAKitResultBackendError: when the broker's result backend keeps no status.
 
         """
         check_task_id(message.task_id)
+        self.status.lifecycle  # noqa: B018 - raises for a result backend that keeps no status
         return self.timing.pre_send(message)
 
     async def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:

@@ -30,7 +30,6 @@ from taskiq_kit.redis.heartbeat import check_heartbeat
 from taskiq_kit.redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, RedisKeys
 from taskiq_kit.redis.kicks import KickPublisher, same_server
 from taskiq_kit.results.backend import KitResultBackend
-from taskiq_kit.results.redis import RedisResultBackend
 from taskiq_kit.results.writes import RecordWrite
 from taskiq_kit.urls import redact
 
@@ -246,6 +245,9 @@ class RedisBroker(KitBroker):
         store = self.result_backend
         route = self._kicks
         if route is None or route[0] is not store:
+            # Imported here: the Redis result store imports this package (its connect module).
+            from taskiq_kit.results.redis import RedisResultBackend  # noqa: PLC0415
+
             publisher = None
             if isinstance(store, RedisResultBackend) and same_server(store, self.url):
                 publisher = KickPublisher(self.client, store, self.keys.ready)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from taskiq.abc.middleware import TaskiqMiddleware
 from taskiq.exceptions import NoResultError
 
-from taskiq_kit.exceptions import NotAKitBrokerError
 from taskiq_kit.isolation import RunIsolation
+from taskiq_kit.results.api import kit_backend
 from taskiq_kit.results.backend import KitResultBackend
 from taskiq_kit.results.record import ErrorInfo, TaskRecord, TaskStatus, is_final_value
 from taskiq_kit.results.writes import WriteOutcome
@@ -77,14 +77,15 @@ class StatusMiddleware(TaskiqMiddleware):
         """The lifecycle of the broker's result backend (resolved again if the backend changes).
 
         Raises:
+            NotAKitResultBackendError: when a kit broker's result backend was replaced by one
+                that keeps no status.
             NotAKitBrokerError: when the broker's result backend keeps no status.
 
         """
         backend = self.broker.result_backend
         if self._backend is not backend or self._lifecycle is None:
-            if not isinstance(backend, KitResultBackend):
-                raise NotAKitBrokerError(broker=type(self.broker).__name__)
-            self._backend, self._lifecycle = backend, backend.lifecycle
+            kit = kit_backend(self.broker)
+            self._backend, self._lifecycle = kit, kit.lifecycle
         return self._lifecycle
 
     @property
