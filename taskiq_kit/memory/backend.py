@@ -15,7 +15,7 @@ from taskiq_kit.results.codec import ResultCodec, Serializer, make_codec
 from taskiq_kit.results.progress import ProgressReport
 from taskiq_kit.results.record import FINAL_VALUES, TaskRecord
 from taskiq_kit.results.watch import WatchHub
-from taskiq_kit.results.writes import KICK, RecordWrite, WriteOutcome, applies
+from taskiq_kit.results.writes import KICK, RecordWrite, WriteOutcome, applies, result_only
 from taskiq_kit.settings import DAY
 
 _R = TypeVar("_R")
@@ -131,6 +131,8 @@ class MemoryResultBackend(KitResultBackend[_R]):
         task_id = write.task_id
         current = self._records.get(task_id)
         if not applies(write, current):
+            if write.result is not None and result_only(write, current):
+                self._results.put(task_id, write.result, self.result_ttl)
             return WriteOutcome(
                 False,
                 None if current is None else _text(current.get("status")),

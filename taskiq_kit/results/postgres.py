@@ -255,8 +255,12 @@ class PostgresResultBackend(KitResultBackend[_R]):
             [self.record_ttl(write.due_at, now) for write in writes],
             self.channel,
         )
+        statuses = {write.task_id: write.status for write in writes}
         written = {
-            row["task_id"]: WriteOutcome(True, row["status"], row["aborted"]) for row in rows
+            row["task_id"]: WriteOutcome(
+                row["status"] == statuses[row["task_id"]], row["status"], row["aborted"]
+            )
+            for row in rows
         }
         refused = [write.task_id for write in writes if write.task_id not in written]
         if refused:

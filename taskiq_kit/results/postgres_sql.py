@@ -49,26 +49,37 @@ _ABORTED = "(t.record->>'abort_requested_at' IS NOT NULL)"
 # A requeue (taskiq's Context.requeue()) names its count: it is not a new kick.
 _IS_REQUEUE = "(EXCLUDED.record ? 'requeues')"
 _IS_KICK = f"(EXCLUDED.record->>'status' IN {_KICKS} AND NOT {_IS_REQUEUE})"
+# The end of an earlier attempt than the record's (its retry was kicked before it ended).
+_EARLIER_FINAL = (
+    f"(EXCLUDED.record->>'status' IN {_FINALS} AND {_SAME_KICK} AND COALESCE({_WA} < {_RA}, false))"
+)
 _APPLIES = (
     f"(NOT {_LIVE} OR t.record->>'status' IS NULL OR (NOT COALESCE({_WK} < {_RK}, false) AND "
     f"CASE WHEN {_IS_KICK} THEN {_NEWER} AND ({_NEWER_KICK} OR NOT {_ABORTED}) "
+    f"WHEN {_EARLIER_FINAL} THEN false "
     f"WHEN t.record->>'status' IN {_FINALS} AND NOT {_NEWER} THEN false "
     f"WHEN (EXCLUDED.record->>'status' = 'started' OR {_IS_REQUEUE}) AND {_ABORTED} "
     f"THEN {_NEWER_KICK} "
     "ELSE true END))"
 )
 _FRESH = f"(NOT {_LIVE} OR {_IS_KICK})"
+# taskiq_kit.results.writes.result_only: that earlier attempt's result is kept, not its status.
+_RESULT_ONLY = (
+    f"({_LIVE} AND {_EARLIER_FINAL} AND EXCLUDED.result IS NOT NULL "
+    f"AND t.record->>'status' NOT IN {_FINALS} AND NOT COALESCE({_WK} < {_RK}, false))"
+)
 
 #: One statement for a batch of record writes (no task twice): $1 task ids, $2 records (jsonb
 #: text), $3 results (bytea or NULL), $4 TTLs in seconds (NULL: keep forever), $5 the channel
-#: announcing final statuses. Returns the rows written: task id, status, abort requested.
+#: announcing final statuses. Returns the rows written: task id, status, abort requested (a row
+#: whose status is not the write's kept only the write's result: see ``_RESULT_ONLY``).
 _WRITE_RECORDS = (
     "WITH up AS (INSERT INTO %TABLE% AS t (task_id, record, result, expires_at) "  # noqa: S608
     "SELECT w.task_id, w.record, w.result, now() + w.ttl * interval '1 second' "
     "FROM unnest($1::text[], $2::jsonb[], $3::bytea[], $4::float8[]) "
     "AS w(task_id, record, result, ttl) "
     "ON CONFLICT (task_id) DO UPDATE SET "
-    f"record = CASE WHEN {_FRESH} THEN EXCLUDED.record "
+    f"record = CASE WHEN {_RESULT_ONLY} THEN t.record WHEN {_FRESH} THEN EXCLUDED.record "
     "ELSE COALESCE(t.record, '{}'::jsonb) || EXCLUDED.record END, "
     f"result = CASE WHEN EXCLUDED.result IS NOT NULL THEN EXCLUDED.result "
     f"WHEN {_FRESH} THEN NULL ELSE t.result END, "
@@ -76,7 +87,7 @@ _WRITE_RECORDS = (
     f"expires_at = CASE WHEN {_FRESH} THEN EXCLUDED.expires_at "
     "WHEN t.expires_at IS NULL OR EXCLUDED.expires_at IS NULL THEN NULL "
     "ELSE GREATEST(t.expires_at, EXCLUDED.expires_at) END "
-    f"WHERE {_APPLIES} "
+    f"WHERE {_APPLIES} OR {_RESULT_ONLY} "
     "RETURNING t.task_id, t.record->>'status' AS status, "
     "t.record->>'abort_requested_at' IS NOT NULL AS aborted) "
     f"SELECT task_id, status, aborted, CASE WHEN status IN {_FINALS} "

@@ -62,6 +62,16 @@ for i = 1, #KEYS / 3 do
       ok = false
     elseif kind == 'kick' then
       ok = newer and (newer_kick or not aborted)
+    elseif kind == 'final' and same_kick and wa ~= nil and wa < ra then
+      ok = false
+      if result ~= '' and not FINAL[status] then
+        -- an earlier attempt's result, its retry still to finish: the result, not the status
+        if ttl < 0 then
+          redis.call('SET', rkey, result)
+        else
+          redis.call('SET', rkey, result, 'PX', ttl)
+        end
+      end
     elseif FINAL[status] and not newer then
       ok = false
     else

@@ -100,6 +100,9 @@ def applies(write: RecordWrite, current: Mapping[str, object] | None) -> bool:
     * A write of an older kick than the record's is refused.
     * :data:`KICK` applies to no record, a newer kick, or a later attempt of the same kick that
       was not aborted.
+    * The end (:data:`FINAL`) of an earlier attempt than the record's is refused: a retry
+      middleware kicked the next attempt before the earlier one stored its result, and the
+      record is the retry's (see :func:`result_only` for the result itself).
     * Over a final status, only a newer kick or a later attempt applies (a final status never
       goes back to ``started``, and the first final status of a run wins).
     * :data:`RUN` and :data:`REQUEUE` are refused once the kick was aborted.
@@ -120,9 +123,31 @@ def applies(write: RecordWrite, current: Mapping[str, object] | None) -> bool:
     )
     if write.kind == KICK:
         return newer and (newer_kick or not aborted)
+    if write.kind == FINAL and _earlier_attempt(write, same_kick, record_attempt):
+        return False
     if current.get("status") in FINAL_VALUES and not newer:
         return False
     return not (write.kind in (RUN, REQUEUE) and aborted and not newer_kick)
+
+
+def _earlier_attempt(write: RecordWrite, same_kick: bool, record_attempt: float) -> bool:
+    return same_kick and write.attempt is not None and write.attempt < record_attempt
+
+
+def result_only(write: RecordWrite, current: Mapping[str, object] | None) -> bool:
+    """Whether a refused ``write`` still stores its result (not its status).
+
+    The end of an earlier attempt whose retry has not finished: a retry middleware that keeps
+    the failure as the result (``no_result_on_retry=False``) stores it, as taskiq does, while
+    the record stays the retry's (``retrying`` or ``started``, not ``failure``).
+    """
+    if write.kind != FINAL or write.result is None or current is None:
+        return False
+    if current.get("status") is None or current.get("status") in FINAL_VALUES:
+        return False
+    kick, record_kick = write.kicked_at, _number(current.get("kicked_at"))
+    same_kick = kick is None or kick == record_kick
+    return _earlier_attempt(write, same_kick, _number(current.get("attempt")) or 0)
 
 
 def _number(value: object) -> float | None:

@@ -128,3 +128,31 @@ async def test_tombstones_of_many_tasks_in_one_read(backend: KitResultBackend[An
         await backend.lifecycle.abort_requested(task_id)
     assert sorted(await backend.abort_requested_among(ids)) == sorted(ids[1:3])
     assert await backend.abort_requested_among([]) == []
+
+
+async def test_an_earlier_attempt_keeps_its_result_not_the_record(
+    backend: KitResultBackend[Any],
+) -> None:
+    """``no_result_on_retry=False``: the retry is kicked before the failed attempt's result is
+    stored; the record stays the retry's, the failure is the result meanwhile."""
+    task_id, kick = new_id(), time.time()
+    first = {"kit_kicked_at": repr(kick)}
+    second = {**first, "_retries": "1"}
+    await write(backend, task_id, TaskStatus.STARTED, kicked_at=kick, attempt=1)
+    await write(backend, task_id, TaskStatus.RETRYING, kicked_at=kick, attempt=2)
+    failed = TaskiqResult[Any](
+        is_err=True, return_value=None, execution_time=0.1, error=ValueError("first"), labels=first
+    )
+    outcome = await backend.lifecycle.finished(task_id, failed, backend.encode_result(failed))
+    assert (outcome.applied, outcome.status) == (False, "retrying")
+    record = await backend.get_record(task_id)
+    assert record is not None
+    assert (record.status, record.attempt) == (TaskStatus.RETRYING, 2)
+    assert (await backend.get_result(task_id)).is_err
+    await write(backend, task_id, TaskStatus.STARTED, kicked_at=kick, attempt=2)
+    await backend.set_result(task_id, ok("second").model_copy(update={"labels": second}))
+    assert await status_of(backend, task_id) is TaskStatus.SUCCESS
+    # The first attempt's end arriving after the retry finished changes nothing at all.
+    late = await backend.lifecycle.finished(task_id, failed, backend.encode_result(failed))
+    assert not late.applied
+    assert (await backend.get_result(task_id)).return_value == "second"
