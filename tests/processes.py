@@ -28,14 +28,18 @@ def spawned(
     env: dict[str, str] | None = None,
     *,
     stop: signal.Signals = signal.SIGKILL,
+    log_path: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``args`` in its own session until the block ends, then stop its whole group.
 
-    ``stop`` is sent first (SIGINT for a graceful stop); SIGKILL follows after 10 s. The output is
-    shown on stderr when it holds a traceback or an error, to explain a failing test.
+    ``stop`` is sent first (SIGINT for a graceful stop); SIGKILL follows after 10 s. The output
+    goes to ``log_path`` (a temporary file by default) and is shown on stderr when it holds a
+    traceback or an error, to explain a failing test.
     """
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    with tempfile.TemporaryFile() as log:
+    with (
+        log_path.open("w+b") if log_path is not None else tempfile.TemporaryFile()
+    ) as log:
         process = subprocess.Popen(
             args,
             cwd=ROOT,

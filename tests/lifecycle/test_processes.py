@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from taskiq_kit.rabbit import RabbitBroker
 from taskiq_kit.redis import RedisBroker
 from tests.brokers import in_process_worker
 from tests.lifecycle.worker_app import AMQP_URL, REDIS_URL, build, runs_key
+from tests.processes import spawned
 from tests.redis.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,33 +37,17 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow]
 
 
-@contextlib.contextmanager
-def worker(config: str, name: str, log: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+def worker(
+    config: str, name: str, log: Path, **env: str
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     """``taskiq worker tests.lifecycle.worker_app:broker``, its output in ``log``."""
-    environment = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "KIT_TEST_CONFIG": config,
-        "KIT_TEST_NAME": name,
-        **env,
-    }
     args = [sys.executable, "-m", "taskiq", "worker", "tests.lifecycle.worker_app:broker"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*args, "--workers", "1"],
-            cwd=ROOT,
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+    return spawned(
+        "lifecycle worker",
+        [*args, "--workers", "1"],
+        {"KIT_TEST_CONFIG": config, "KIT_TEST_NAME": name, **env},
+        log_path=log,
+    )
 
 
 async def _cleanup(broker: KitBroker, name: str) -> None:
