@@ -37,9 +37,7 @@ def spawned(
     traceback or an error, to explain a failing test.
     """
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    with (
-        log_path.open("w+b") if log_path is not None else tempfile.TemporaryFile()
-    ) as log:
+    with log_path.open("w+b") if log_path is not None else tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             args,
             cwd=ROOT,
