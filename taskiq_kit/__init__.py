@@ -20,6 +20,7 @@ from taskiq_kit.exceptions import (
     UnroutableTaskError,
 )
 from taskiq_kit.factory import make_broker, make_result_backend
+from taskiq_kit.inspect import count_tasks, list_tasks
 from taskiq_kit.labels import timing
 from taskiq_kit.memory import MemoryBroker, MemoryResultBackend
 from taskiq_kit.results import (
@@ -71,9 +72,11 @@ __all__ = [
     "TaskiqKitError",
     "UnroutableTaskError",
     "abort_task",
+    "count_tasks",
     "get_progress",
     "get_status",
     "get_task_record",
+    "list_tasks",
     "make_broker",
     "make_result_backend",
     "timing",

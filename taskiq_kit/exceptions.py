@@ -325,3 +325,54 @@ class InvalidOptionError(TaskiqKitError, ValueError, TypeError):
     __template__ = "invalid option {option}: {reason}"
     option: str
     reason: str
+
+
+# The inspect API.
+
+
+class InvalidQueryError(TaskiqKitError, ValueError):
+    """A filter or a page size given to the inspect API cannot be used."""
+
+    __template__ = "invalid {parameter}={value!r}: {reason}"
+    parameter: str
+    value: object
+    reason: str
+
+
+class InvalidCursorError(TaskiqKitError, ValueError):
+    """A page cursor was not made by this listing (malformed, or made for other filters)."""
+
+    __template__ = (
+        "invalid cursor {cursor!r}: {reason}; pass the next_cursor of the page before, "
+        "with the same filters"
+    )
+    cursor: str
+    reason: str
+
+
+class UnknownQueueError(TaskiqKitError, LookupError):
+    """The broker has no queue of this name."""
+
+    __template__ = "the broker has no queue {queue!r}; its queues: {known}"
+    queue: str
+    known: str
+
+
+class DeadLetterNotFoundError(TaskiqKitError, LookupError):
+    """Dead letters asked for are no longer there (replayed, deleted, or never were)."""
+
+    __template__ = (
+        "{count} dead letter(s) no longer there (replayed, deleted, or never were): {ids}; "
+        "{done} other(s) done"
+    )
+    count: int
+    ids: str
+    done: int
+
+
+class InspectNotSupportedError(TaskiqKitError, TypeError):
+    """The broker or its store does not offer this part of the inspect API."""
+
+    __template__ = "{target} does not support {feature}"
+    target: str
+    feature: str
