@@ -11,6 +11,10 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade "pip>=25.1"
 .venv/bin/python -m pip install --quiet -e . --group dev
 bash scripts/services.sh
+# The dashboard's browser tests drive Debian's Chromium (Playwright's own browser download fails here).
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 run_pytest() {  # pytest's "no tests collected" (exit 5) fails the run
   local rc
   set +e

@@ -7,6 +7,7 @@ How to run (one process, tasks run in the API process on ``memory://``)::
     curl -X POST localhost:8000/fail -H 'Authorization: Bearer dev-token'
     curl localhost:8000/tasks/<task_id> -H 'Authorization: Bearer dev-token'
     curl -N localhost:8000/tasks/<task_id>/events -H 'Authorization: Bearer dev-token'
+    open http://localhost:8000/dashboard/    # user admin, password dev-token
 
 Set ``EXAMPLE_API_TOKEN`` to change the token (default ``dev-token``), and see ``tasks.py`` to
 run the worker as its own process on Redis or RabbitMQ.
@@ -21,13 +22,21 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
 from pydantic import BaseModel, Field
 
+from examples.fastapi_app.scheduler import scheduler
 from examples.fastapi_app.tasks import broker, crunch, fail
+from taskiq_kit.dashboard import dashboard_router
 from taskiq_kit.fastapi import TaskClientDep, kit_lifespan, tasks_router
 
 _bearer = HTTPBearer(auto_error=False)
+_basic = HTTPBasic(auto_error=False)
 
 
 def verify_token(
@@ -43,6 +52,21 @@ def verify_token(
         )
 
 
+def verify_admin(
+    credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+) -> None:
+    """Accept HTTP Basic ``admin`` / ``<EXAMPLE_API_TOKEN>`` (browsers ask for it); else 401."""
+    expected = os.environ.get("EXAMPLE_API_TOKEN", "dev-token")
+    user_ok = credentials is not None and secrets.compare_digest(credentials.username, "admin")
+    password_ok = credentials is not None and secrets.compare_digest(credentials.password, expected)
+    if not (user_ok and password_ok):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="the dashboard needs the admin user's password",
+            headers={"WWW-Authenticate": 'Basic realm="taskiq-kit dashboard"'},
+        )
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """The app's own start-up and shutdown (a database pool would go here)."""
@@ -52,6 +76,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPI(title="taskiq-kit example", lifespan=kit_lifespan(broker, lifespan))
 app.include_router(tasks_router(broker, dependencies=[Depends(verify_token)]))
+app.include_router(
+    dashboard_router(
+        broker, scheduler=scheduler, dependencies=[Depends(verify_admin)], prefix="/dashboard"
+    )
+)
 
 
 class CrunchIn(BaseModel):

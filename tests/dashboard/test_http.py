@@ -1,0 +1,240 @@
+"""The dashboard over HTTP (httpx on ASGI, memory broker): auth, cross-site refusal, sub-paths."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI, Header, HTTPException
+
+from taskiq_kit import KitBroker, get_status, make_broker
+from taskiq_kit.dashboard import dashboard_router
+from taskiq_kit.exceptions import AnonymousRouterError
+from taskiq_kit.fastapi import kit_lifespan
+from tests.fastapi.app import Tasks, register_tasks
+from tests.fastapi.conftest import serve
+
+PASSWORD = "s3cret"
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()}
+PAGES = ["/", "/tasks", "/task?id=nope", "/dead-letters", "/workers", "/static/dashboard.js"]
+
+
+def verify_admin(authorization: Annotated[str | None, Header()] = None) -> None:
+    if authorization != AUTH["Authorization"]:
+        raise HTTPException(401, "who are you", headers={"WWW-Authenticate": "Basic"})
+
+
+@dataclass
+class Site:
+    http: httpx.AsyncClient
+    broker: KitBroker
+    tasks: Tasks
+    base: str
+
+
+@asynccontextmanager
+async def site_for(
+    *, root_path: str = "", prefix: str = "/dashboard", **options: Any
+) -> AsyncIterator[Site]:
+    broker = make_broker("memory://")
+    tasks = register_tasks(broker)
+    app = FastAPI(lifespan=kit_lifespan(broker))
+    options.setdefault("dependencies", [Depends(verify_admin)])
+    app.include_router(dashboard_router(broker, prefix=prefix, **options))
+    async with serve(app) as served:
+        transport = httpx.ASGITransport(app=served, root_path=root_path)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield Site(http, broker, tasks, root_path + prefix)
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[Site]:
+    async with site_for() as running:
+        yield running
+
+
+def token_of(page: httpx.Response) -> str:
+    found = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
+    assert found, page.text[:500]
+    return found.group(1)
+
+
+async def delayed_task(site: Site) -> str:
+    handle = await site.tasks.add.kicker().with_labels(delay=300).kiq(1, 2)
+    return handle.task_id
+
+
+def test_refuses_to_build_without_auth() -> None:
+    broker = make_broker("memory://")
+    with pytest.raises(AnonymousRouterError) as refused:
+        dashboard_router(broker)
+    assert isinstance(refused.value, ValueError)
+    with pytest.raises(AnonymousRouterError):
+        dashboard_router(broker, dependencies=[], allow_anonymous="yes")  # type: ignore[arg-type]
+    assert dashboard_router(broker, allow_anonymous=True).routes
+
+
+async def test_every_route_needs_credentials(site: Site) -> None:
+    task_id = await delayed_task(site)
+    for path in [*PAGES, f"/live?id={task_id}"]:
+        refused = await site.http.get(site.base + path)
+        assert refused.status_code == 401, path
+        assert refused.headers["www-authenticate"] == "Basic"
+    for action in ["abort", "rerun", "dead-letters", "schedules"]:
+        refused = await site.http.post(f"{site.base}/actions/{action}", data={"task_id": task_id})
+        assert refused.status_code == 401, action
+    for path in PAGES:
+        answer = await site.http.get(site.base + path, headers=AUTH)
+        assert answer.status_code in {200, 404}, (path, answer.text[:300])
+    assert (await get_status(site.broker, task_id)).value == "scheduled"
+
+
+async def test_pages_send_a_strict_content_security_policy(site: Site) -> None:
+    page = await site.http.get(f"{site.base}/", headers=AUTH)
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "<script>" not in page.text  # nothing inline: the policy would block it
+    assert page.headers["cache-control"] == "no-store"
+
+
+async def test_actions_refuse_cross_site_requests(site: Site) -> None:
+    task_id = await delayed_task(site)
+    page = await site.http.get(f"{site.base}/tasks", headers=AUTH)
+    token = token_of(page)
+    url = f"{site.base}/actions/abort"
+    form = {"task_id": task_id, "csrf": token}
+    cases: list[tuple[dict[str, str], dict[str, str], httpx.Cookies | None]] = [
+        ({"task_id": task_id}, {}, None),  # no token
+        ({"task_id": task_id, "csrf": "x" * 43}, {}, None),  # a wrong token
+        (form, {"Sec-Fetch-Site": "cross-site"}, None),  # a form on another site
+        (form, {"Sec-Fetch-Site": "same-site"}, None),  # a sibling subdomain
+        (form, {"Origin": "https://evil.example"}, None),  # an older browser, other origin
+        (form, {}, httpx.Cookies()),  # the token without the session's cookie
+    ]
+    for data, headers, cookies in cases:
+        if cookies is not None:
+            site.http.cookies.clear()
+        refused = await site.http.post(url, data=data, headers={**AUTH, **headers})
+        assert refused.status_code == 403, (data, headers)
+        assert refused.text.startswith("refused:")
+    assert (await get_status(site.broker, task_id)).value == "scheduled"
+
+    page = await site.http.get(f"{site.base}/tasks", headers=AUTH)  # a new session token
+    token = token_of(page)
+    done = await site.http.post(
+        url,
+        data={"task_id": task_id, "csrf": token, "back": f"{site.base}/tasks?status=aborted"},
+        headers={**AUTH, "Sec-Fetch-Site": "same-origin", "Origin": "http://test"},
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == f"{site.base}/tasks?status=aborted"
+    assert (await get_status(site.broker, task_id)).value == "aborted"
+    shown = await site.http.get(done.headers["location"], headers=AUTH)
+    assert "aborted before start" in shown.text  # the outcome, shown once on the next page
+
+
+async def test_script_actions_send_the_token_in_a_header(site: Site) -> None:
+    task_id = await delayed_task(site)
+    token = token_of(await site.http.get(f"{site.base}/", headers=AUTH))
+    answer = await site.http.post(
+        f"{site.base}/actions/abort",
+        data={"task_id": task_id},
+        headers={**AUTH, "X-CSRF-Token": token, "Accept": "application/json"},
+    )
+    assert answer.json() == {
+        "ok": True,
+        "message": f"task {task_id}: aborted before start (now aborted)",
+        "task_id": task_id,
+        "outcome": "aborted_before_start",
+        "status": "aborted",
+    }
+    again = await site.http.post(
+        f"{site.base}/actions/abort",
+        data={"task_id": task_id},
+        headers={**AUTH, "X-CSRF-Token": token, "Accept": "application/json"},
+    )
+    assert again.status_code == 409
+    assert again.json()["outcome"] == "already_aborted"
+
+
+async def test_redirects_stay_inside_the_dashboard(site: Site) -> None:
+    task_id = await delayed_task(site)
+    token = token_of(await site.http.get(f"{site.base}/", headers=AUTH))
+    answer = await site.http.post(
+        f"{site.base}/actions/abort",
+        data={"task_id": task_id, "csrf": token, "back": "https://evil.example/"},
+        headers=AUTH,
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"{site.base}/tasks"
+
+
+@pytest.mark.parametrize(
+    ("root_path", "prefix"), [("", "/dashboard"), ("/gateway", "/ops/tasks"), ("/proxy/a", "")]
+)
+async def test_links_follow_the_sub_path(root_path: str, prefix: str) -> None:
+    async with site_for(root_path=root_path, prefix=prefix) as site:
+        base = root_path + prefix
+        page = await site.http.get(f"{base}/tasks", headers=AUTH)
+        assert page.status_code == 200, page.text[:500]
+        links = [
+            link
+            for link in re.findall(r'(?:href|src|action)="([^"]+)"', page.text)
+            if not link.startswith("#")
+        ]
+        assert len(links) > 5
+        assert all(link.startswith(base + "/") for link in links), links
+        assert f'data-base="{base}"' in page.text
+        cookie = page.headers["set-cookie"]
+        assert f"Path={base}/" in cookie
+        assert "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie
+        asset = re.search(r'src="([^"]+dashboard\.js[^"]*)"', page.text)
+        assert asset
+        script = await site.http.get(asset.group(1), headers=AUTH)
+        assert script.status_code == 200
+        assert script.headers["content-type"].startswith("text/javascript")
+        assert "EventSource" in script.text
+
+
+async def test_traceback_hidden_unless_enabled() -> None:
+    for expose in (False, True):
+        async with site_for(expose_tracebacks=expose) as site:
+            handle = await site.tasks.boom.kiq("it broke")
+            await handle.wait_result(timeout=5)
+            page = await site.http.get(
+                f"{site.base}/task", params={"id": handle.task_id}, headers=AUTH
+            )
+            assert page.status_code == 200
+            assert "ValueError</strong>: it broke" in page.text
+            assert ("Traceback (most recent call last)" in page.text) is expose
+            assert ("Tracebacks are hidden" in page.text) is not expose
+
+
+async def test_live_stream_follows_progress_to_the_end(site: Site) -> None:
+    handle = await site.tasks.stepper.kiq(4, 0.05)
+    events: list[tuple[str, str]] = []
+    name = ""
+    async with site.http.stream(
+        "GET", f"{site.base}/live", params={"id": handle.task_id}, headers=AUTH
+    ) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        async for line in stream.aiter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, line.removeprefix("data: ")))
+    names = [event for event, _ in events]
+    assert names[-2:] == ["status", "done"]
+    assert '"fraction": 1.0' in events[-3][1]
+    assert '"status": "success"' in events[-2][1]
+    assert names.count("progress") >= 2
+    await asyncio.sleep(0)
