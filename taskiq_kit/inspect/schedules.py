@@ -189,7 +189,9 @@ class _Group:
 
     def info(self, schedule_id: str) -> ScheduleInfo:
         """The state of one schedule; a static one shadows a dynamic one with its id."""
-        schedule = self.static.get(schedule_id) or self.dynamic.get(schedule_id)
+        schedule = self.static.get(schedule_id)
+        if schedule is None:
+            schedule = self.dynamic.get(schedule_id)
         if schedule is None:
             raise ScheduleNotFoundError(schedule_id=schedule_id)
         dynamic = schedule_id not in self.static

@@ -179,9 +179,11 @@ async def test_list_shows_static_label_and_dynamic_schedules(
     assert listed["dyn-off"].paused is True
     assert listed["dyn-off"].next_fire is None
 
-    async with replica(recorder, redis_url, group, *static):
+    async with replica(recorder, redis_url, group, *static) as running:
         await recorder.until(lambda: len(recorder.of("tick")) >= 2 and bool(recorder.of("dyn")))
         listed = {info.id: info for info in await list_schedules(control)}
+        # The running scheduler object works as well as one never started.
+        assert [info.id for info in await list_schedules(running)] == sorted(listed)
     for schedule_id in ("tick", "dyn"):
         info = listed[schedule_id]
         fired = max(run.fire_at for run in recorder.of(schedule_id))
