@@ -6,6 +6,7 @@ import contextlib
 import json
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -62,7 +63,10 @@ class Example:
     def scheduler(self) -> Iterator[subprocess.Popen[bytes]]:
         """``taskiq scheduler examples.fastapi_app.scheduler:scheduler`` for the block."""
         args = [str(BIN / "taskiq"), "scheduler", "examples.fastapi_app.scheduler:scheduler"]
-        with spawned("taskiq scheduler", args, self.env, stop=signal.SIGINT) as process:
+        log = Path(tempfile.gettempdir()) / "kit-dashboard-scheduler.log"
+        with spawned(
+            "taskiq scheduler", args, self.env, stop=signal.SIGINT, log_path=log
+        ) as process:
             yield process
 
     def crunch(self, steps: int, step_seconds: float, **body: Any) -> str:

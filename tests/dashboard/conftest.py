@@ -19,7 +19,9 @@ def example() -> Iterator[Example]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/test.sh installs it (apt-get install chromium)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: scripts/test.sh installs it (apt-get install chromium)"
+        )
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
