@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -28,6 +29,7 @@ from taskiq_kit.exceptions import (
 )
 from taskiq_kit.fastapi.models import ErrorOut
 from taskiq_kit.inspect.api import (
+    MAX_LIMIT,
     count_tasks,
     list_dead_letters,
     list_tasks,
@@ -37,6 +39,8 @@ from taskiq_kit.inspect.api import (
 from taskiq_kit.inspect.models import DeadLetterPage, TaskPage, WorkerInfo
 from taskiq_kit.inspect.schedules import list_schedules
 from taskiq_kit.results.record import TaskStatus
+
+logger = logging.getLogger("taskiq_kit.dashboard")
 
 #: Starts the reason of a section left empty because the page's query was wrong.
 BAD_QUERY = "Cannot list: "
@@ -60,6 +64,9 @@ async def _attempt(coro: Any) -> tuple[Any, str | None]:
         return None, f"{BAD_QUERY}{exc}"
     except TaskiqKitError as exc:
         return None, str(exc)
+    except Exception as exc:  # a server out of reach empties one section, not the page
+        logger.warning("The dashboard could not read a section", exc_info=True)
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 async def overview(site: Site, request: Request) -> HTMLResponse:
@@ -86,39 +93,48 @@ async def overview(site: Site, request: Request) -> HTMLResponse:
     )
 
 
-def _filters(request: Request) -> tuple[dict[str, Any], dict[str, Any], str | None]:
-    """The tasks page's filters: as the inspect API takes them, as the form shows them, and an error."""
+def _filters(
+    site: Site, request: Request
+) -> tuple[dict[str, Any], dict[str, Any], int, str | None]:
+    """The tasks page's filters, as the inspect API takes them and as the form shows them.
+
+    Returns the query, the form's values, the page size, and what is wrong with them (or ``None``).
+    """
     params = request.query_params
     statuses = [value for value in params.getlist("status") if value]
     form: dict[str, Any] = {
-        "status": statuses,
-        "task_name": params.get("task_name", "").strip(),
-        "since": params.get("since", ""),
-        "until": params.get("until", ""),
-        "search": params.get("search", "").strip(),
+        name: params.get(name, "").strip()
+        for name in ("task_name", "queue", "since", "until", "search", "limit")
     }
+    form["status"] = statuses
     query: dict[str, Any] = {
         "status": statuses or None,
         "task_name": form["task_name"] or None,
+        "queue": form["queue"] or None,
         "search": form["search"] or None,
     }
+    limit = site.page_size
     try:
         query["since"] = parse_utc_input(form["since"])
         query["until"] = parse_utc_input(form["until"])
     except ValueError:
-        return query, form, f"{BAD_QUERY}since and until must be dates and times (UTC)"
-    return query, form, None
+        return query, form, limit, f"{BAD_QUERY}since and until must be dates and times (UTC)"
+    if form["limit"]:
+        if not form["limit"].isdigit() or not 1 <= int(form["limit"]) <= MAX_LIMIT:
+            return query, form, limit, f"{BAD_QUERY}rows per page must be 1 to {MAX_LIMIT}"
+        limit = int(form["limit"])
+    return query, form, limit, None
 
 
 async def tasks(site: Site, request: Request) -> HTMLResponse:
     """The tasks table, filtered and paged."""
-    query, form, error = _filters(request)
+    query, form, limit, error = _filters(site, request)
     cursor = request.query_params.get("cursor") or None
     page: TaskPage | None = None
     counts: dict[TaskStatus, int] | None = None
     if error is None:
         (page, error), (counts, _) = await asyncio.gather(
-            _attempt(list_tasks(site.broker, **query, limit=site.page_size, cursor=cursor)),
+            _attempt(list_tasks(site.broker, **query, limit=limit, cursor=cursor)),
             _attempt(count_tasks(site.broker, **{k: v for k, v in query.items() if k != "status"})),
         )
 
@@ -150,6 +166,8 @@ async def tasks(site: Site, request: Request) -> HTMLResponse:
             "statuses": [status.value for status in TaskStatus],
             "counts": {status.value: count for status, count in (counts or {}).items()},
             "task_names": sorted(site.broker.get_all_tasks()),
+            "limits": sorted({10, 25, 50, 100, 200, limit, site.page_size}),
+            "limit": limit,
             "abortable": {status.value for status in ABORTABLE},
             "now": time.time(),
         },

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 import time
+import uuid
 from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 
 from taskiq_kit.scheduler.models import fire_task_id
@@ -163,3 +165,153 @@ def test_pause_on_a_schedule_stops_its_firings(page: Page, example: Example) -> 
         expect(tick.locator("[data-role=state]")).to_have_text("active")
         resumed = math.ceil(time.time() + 2.5)
         wait_until(lambda: fired(example, "tick", resumed), 15, "tick fires again once resumed")
+
+
+def row_of(page: Page, task_id: str) -> Locator:
+    return page.locator(f'#tasks tr[data-task-id="{task_id}"]')
+
+
+def test_tasks_table_moves_progress_live_and_aborts_a_running_task(
+    page: Page, example: Example
+) -> None:
+    finishing = example.crunch(steps=10, step_seconds=0.3)
+    running = example.crunch(steps=300, step_seconds=0.1)
+    page.goto(
+        f"{example.dashboard}/tasks?status=pending&status=scheduled&status=started"
+        "&task_name=example.crunch"
+    )
+    done, stuck = row_of(page, finishing), row_of(page, running)
+    expect(done).to_be_visible()
+    expect(stuck).to_be_visible()
+    seen: list[float] = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        seen.append(float(done.locator("progress").evaluate("bar => bar.value")))
+        if done.get_attribute("data-status") == "success":
+            break
+        time.sleep(0.05)
+    expect(done.locator("[data-role=status]")).to_have_text("success")
+    moving = sorted(set(seen))
+    assert seen == sorted(seen), seen
+    assert moving[-1] == 100, moving
+    assert len([value for value in moving if 0 < value < 100]) >= 3, moving
+    shot(page, "tasks")
+
+    expect(stuck.locator("[data-role=status]")).to_have_text("started")
+    clicked = time.monotonic()
+    stuck.get_by_role("button", name=f"Abort task {running}").click()
+    expect(stuck.locator("[data-role=status]")).to_have_text("aborted", timeout=1000)
+    assert time.monotonic() - clicked < 1.0
+    expect(stuck.get_by_role("button", name=f"Abort task {running}")).to_have_count(0)
+    expect(page.locator("#flash")).to_contain_text("aborted while running")
+    # The worker really stopped it: the result says so and the worker runs nothing any more.
+    result = example.http.get(f"/tasks/{running}/result").json()
+    assert result["error"]["type"].endswith("TaskAbortedError"), result
+    assert example.task(running)["progress"]["fraction"] < 0.5
+    page.goto(f"{example.dashboard}/workers")
+    running_cell = page.locator("tr[data-worker] td[data-label=Running]")
+    expect(running_cell).to_have_count(1)
+    expect(running_cell).to_have_text(re.compile(r"^\s*0\b"), timeout=10_000)
+
+
+def test_filters_and_pagination_change_the_rows(page: Page, example: Example) -> None:
+    marker = uuid.uuid4().hex[:8]
+    failed = [example.fail(f"{marker} {n}") for n in range(4)]
+    succeeded = [example.crunch(steps=1, step_seconds=0) for _ in range(5)]
+    for task_id in failed + succeeded:
+        example.wait_for(task_id, lambda info: info["is_final"])
+    ours = set(failed + succeeded)
+
+    page.goto(f"{example.dashboard}/tasks")
+    page.get_by_label("failure").check()
+    page.get_by_label("Task name").fill("example.fail")
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("#tasks tbody tr")
+    statuses = rows.evaluate_all("rows => rows.map(row => row.dataset.status)")
+    assert set(statuses) == {"failure"}
+    shown = set(rows.evaluate_all("rows => rows.map(row => row.dataset.taskId)"))
+    assert set(failed) <= shown
+    assert not shown & set(succeeded)
+
+    page.goto(f"{example.dashboard}/tasks?search={succeeded[2]}")
+    assert rows.evaluate_all("rows => rows.map(row => row.dataset.taskId)") == [succeeded[2]]
+
+    # Pages of 3, newest first: every task shows once, in kick order, across the pages.
+    page.goto(f"{example.dashboard}/tasks?limit=3&status=success&status=failure")
+    walked: list[str] = []
+    for _ in range(50):
+        ids = rows.evaluate_all("rows => rows.map(row => row.dataset.taskId)")
+        assert 1 <= len(ids) <= 3
+        walked += ids
+        following = page.get_by_role("link", name="Next page")
+        if not following.count() or ours <= set(walked):
+            break
+        following.click()
+        page.wait_for_load_state()
+    assert len(walked) == len(set(walked)), walked
+    mine = [task_id for task_id in walked if task_id in ours]
+    assert mine == list(reversed(failed + succeeded))
+
+    # A time range that ends before these kicks shows none of them.
+    page.goto(f"{example.dashboard}/tasks")
+    page.get_by_label("until (UTC)").fill("2000-01-01T00:00")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#no-tasks")).to_be_visible()
+
+
+def test_poison_message_shows_under_dead_letters_and_replay_runs_it(
+    page: Page, example: Example
+) -> None:
+    task_id = example.crunch(steps=12, step_seconds=0.25)
+    example.wait_for(task_id, lambda info: info["status"] == "started")
+    example.kill_worker()  # the task "crashed its worker": its run never finishes
+    example.start_worker()  # gets the message again, and dead-letters it (1 delivery allowed)
+    page.goto(f"{example.dashboard}/dead-letters")
+    letter = page.locator(f'tr[data-task-id="{task_id}"]')
+    deadline = time.monotonic() + 30
+    while not letter.count():
+        assert time.monotonic() < deadline, "the poison message was not dead-lettered"
+        time.sleep(0.5)
+        page.reload()
+    expect(letter.locator("[data-role=reason]")).to_contain_text("without finishing")
+    shot(page, "dead-letters")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    letter.get_by_role("button", name="Replay").click()
+    expect(page.locator(".notice").first).to_contain_text("replayed 1 dead letter")
+    expect(letter).to_have_count(0)
+    info = example.wait_for(task_id, lambda found: found["status"] == "success", timeout=30)
+    assert info["progress"]["fraction"] == 1.0
+
+
+def test_overview_workers_and_phone_width(page: Page, example: Example) -> None:
+    page.goto(f"{example.dashboard}/")
+    queue = page.locator("tr[data-queue]").first
+    expect(queue).to_be_visible()
+    # The worker killed above drops out a few heartbeats after its death; the page refreshes.
+    expect(page.locator("[data-role=worker-count]")).to_have_text("1", timeout=20_000)
+    assert page.locator("figure.chart rect").count() > 0  # the tasks of the tests above
+    assert int(page.locator("[data-total=success]").inner_text()) >= 5
+    # Live: a new task shows in the chart's totals without a reload.
+    before = int(page.locator("[data-total=failure]").inner_text())
+    failed = example.fail("for the overview")
+    example.wait_for(failed, lambda info: info["is_final"])
+    expect(page.locator("[data-total=failure]")).to_have_text(str(before + 1), timeout=15_000)
+    shot(page, "overview")
+    page.goto(f"{example.dashboard}/workers")
+    expect(page.locator("tr[data-worker]")).to_have_count(1, timeout=20_000)
+    shot(page, "workers")
+
+    # Phone width: nothing overflows sideways, and every control is reachable by keyboard.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{example.dashboard}/tasks")
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 390, width
+    shot(page, "phone", full_page=False)
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
+    focused: set[str] = set()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        focused.add(page.evaluate("() => document.activeElement.textContent.trim()"))
+    assert {"Overview", "Tasks", "Dead letters", "Workers", "Filter"} <= focused, focused
