@@ -203,8 +203,9 @@ async def task(site: Site, request: Request) -> HTMLResponse:
             "record": record,
             "progress": progress,
             "steps": timeline(record),
-            "args": None if args is None else _shown(args),
-            "kwargs": None if kwargs is None else _shown(kwargs),
+            "args": args,
+            "kwargs": kwargs,
+            "args_truncated": bool(getattr(record, "args_truncated", False)),
             "value": value,
             "error": None
             if error is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -60,7 +61,9 @@ def timeline(record: TaskRecord) -> list[Step]:
     if isinstance(kept, Sequence) and kept:
         steps = _recorded(kept)
         if steps:
-            return steps
+            if record.abort_requested_at is not None:
+                steps.append(Step("abort requested", record.abort_requested_at))
+            return sorted(steps, key=lambda step: step.at)
     steps = []
     if record.kicked_at is not None:
         steps.append(Step(TaskStatus.PENDING.value, record.kicked_at, "kicked"))
@@ -78,25 +81,57 @@ def timeline(record: TaskRecord) -> list[Step]:
     return sorted(steps, key=lambda step: step.at)
 
 
-def arguments(record: TaskRecord) -> tuple[list[Any] | None, dict[str, Any] | None]:
-    """The task's positional and keyword arguments, where the store kept them."""
-    args = getattr(record, "args", None)
-    kwargs = getattr(record, "kwargs", None)
-    return (
-        list(args) if isinstance(args, (list, tuple)) else None,
-        dict(kwargs) if isinstance(kwargs, Mapping) else None,
-    )
+def _stored(value: object) -> tuple[object, bool]:
+    """An argument field of a record as data, and whether it was readable.
+
+    Stores keep arguments as JSON text (cut to a size: then it is not JSON any more).
+    """
+    if value is None:
+        return None, False
+    if isinstance(value, str):
+        try:
+            return json.loads(value), True
+        except ValueError:
+            return value, False
+    return value, True
+
+
+def arguments(record: TaskRecord) -> tuple[str | None, str | None]:
+    """The task's positional and keyword arguments as text to show (``None``: not kept)."""
+    shown: list[str | None] = []
+    for name in ("args", "kwargs"):
+        value, readable = _stored(getattr(record, name, None))
+        if value is None:
+            shown.append(None)
+        elif readable:
+            shown.append(json.dumps(value, indent=2, ensure_ascii=False, default=repr))
+        else:
+            shown.append(str(value))
+    return shown[0], shown[1]
+
+
+def rerun_arguments(record: TaskRecord) -> tuple[list[Any], dict[str, Any]] | None:
+    """The arguments to send the task again with, or ``None`` when the record lacks them whole."""
+    if not record.task_name or getattr(record, "args_truncated", False):
+        return None
+    args, args_ok = _stored(getattr(record, "args", None))
+    kwargs, kwargs_ok = _stored(getattr(record, "kwargs", None))
+    if not (args_ok and kwargs_ok and isinstance(args, list) and isinstance(kwargs, dict)):
+        return None
+    return args, kwargs
 
 
 def can_rerun(record: TaskRecord) -> bool:
-    """Whether the record holds what a new run needs: the task name and its arguments."""
-    args, kwargs = arguments(record)
-    return bool(record.task_name) and (args is not None or kwargs is not None)
+    """Whether the record holds what a new run needs: the task name and its whole arguments."""
+    return rerun_arguments(record) is not None
 
 
 async def rerun(broker: AsyncBroker, record: TaskRecord) -> str:
     """Send the task of ``record`` again with the same arguments; returns the new task id."""
-    args, kwargs = arguments(record)
+    found = rerun_arguments(record)
+    if found is None:
+        raise ValueError(f"task {record.task_id}: no whole arguments kept to run it again with")
+    args, kwargs = found
     name = record.task_name or ""
     registered = broker.find_task(name)
     kicker: AsyncKicker[Any, Any] = (
@@ -104,7 +139,7 @@ async def rerun(broker: AsyncBroker, record: TaskRecord) -> str:
         if registered is not None
         else KitKicker(task_name=name, broker=broker, labels={})
     )
-    handle = await kicker.kiq(*(args or []), **(kwargs or {}))
+    handle = await kicker.kiq(*args, **kwargs)
     return handle.task_id
 
 
