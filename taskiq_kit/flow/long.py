@@ -178,13 +178,14 @@ def lease_store_of(backend: KitResultBackend[Any]) -> LeaseStore | None:
     """
     if backend.process_local:
         return None
-    from taskiq_kit.results.redis import RedisResultBackend  # noqa: PLC0415 - optional extra
+    with contextlib.suppress(ImportError):  # the redis extra may not be installed
+        from taskiq_kit.results.redis import RedisResultBackend  # noqa: PLC0415
 
-    if isinstance(backend, RedisResultBackend):
-        from taskiq_kit.results.redis_long import RedisLeaseStore  # noqa: PLC0415
+        if isinstance(backend, RedisResultBackend):
+            from taskiq_kit.results.redis_long import RedisLeaseStore  # noqa: PLC0415
 
-        return RedisLeaseStore(backend)
-    with contextlib.suppress(ImportError):
+            return RedisLeaseStore(backend)
+    with contextlib.suppress(ImportError):  # the postgres extra may not be installed
         from taskiq_kit.results.postgres import PostgresResultBackend  # noqa: PLC0415
 
         if isinstance(backend, PostgresResultBackend):

@@ -12,11 +12,13 @@ import os
 from taskiq_kit import make_broker
 
 _after = os.environ.get("KIT_TEST_LONG_AFTER", "")
+_result_url = os.environ.get("KIT_TEST_RESULT_URL", "redis://127.0.0.1:6379/0")
+_name = os.environ.get("KIT_TEST_PREFIX", "kit_test_long")
 
 broker = make_broker(
     os.environ.get("KIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-    result_url=os.environ.get("KIT_TEST_RESULT_URL", "redis://127.0.0.1:6379/0"),
-    result_options={"prefix": os.environ.get("KIT_TEST_PREFIX", "kit-test-long")},
+    result_url=_result_url,
+    result_options={"table": _name} if _result_url.startswith("postgres") else {"prefix": _name},
     exchange=os.environ.get("KIT_TEST_EXCHANGE", "kit-test-long"),
     queue_name=os.environ.get("KIT_TEST_QUEUE", "kit-test-long"),
     queue_type=os.environ.get("KIT_TEST_QUEUE_TYPE", "quorum"),

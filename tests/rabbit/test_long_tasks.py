@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
@@ -55,17 +56,22 @@ def timeouts_logged(node: PrivateRabbit) -> int:
 class LongSetup:
     """One test's names, worker environment, client broker and what the runs recorded."""
 
-    def __init__(self, node: PrivateRabbit, redis_url: str, tmp: Path, **env: str) -> None:
+    def __init__(
+        self, node: PrivateRabbit, redis_url: str, result_url: str, tmp: Path, **env: str
+    ) -> None:
         run = uuid.uuid4().hex[:10]
         self.node = node
-        self.prefix = f"kit-test-long-{run}"
+        self.result_url = result_url
+        self.postgres = result_url.startswith("postgres")
+        # A Redis key prefix, or a PostgreSQL table (and its lease table, ``<table>_long``).
+        self.prefix = f"kit_test_long_{run}"
         self.queue = f"kit-test-long-{run}"
         self.out = tmp / "starts.txt"
         self.out.touch()
         self.tmp = tmp
         self.env = {
             "KIT_TEST_AMQP_URL": node.url,
-            "KIT_TEST_RESULT_URL": redis_url,
+            "KIT_TEST_RESULT_URL": result_url,
             "KIT_TEST_PREFIX": self.prefix,
             "KIT_TEST_EXCHANGE": f"kit-test-long-{run}",
             "KIT_TEST_QUEUE": self.queue,
@@ -74,8 +80,8 @@ class LongSetup:
         }
         self.broker = make_broker(
             node.url,
-            result_url=redis_url,
-            result_options={"prefix": self.prefix},
+            result_url=result_url,
+            result_options={"table": self.prefix} if self.postgres else {"prefix": self.prefix},
             exchange=self.env["KIT_TEST_EXCHANGE"],
             queue_name=self.queue,
             queue_type=self.env.get("KIT_TEST_QUEUE_TYPE", "quorum"),
@@ -113,7 +119,15 @@ class LongSetup:
 
     async def kept(self) -> int:
         """Messages the store keeps under a lease."""
-        return int(await self.redis.hlen(ResultKeys(self.prefix).long_kept()))  # type: ignore[misc]
+        if not self.postgres:
+            return int(await self.redis.hlen(ResultKeys(self.prefix).long_kept()))  # type: ignore[misc]
+        conn = await asyncpg.connect(self.result_url)
+        try:
+            return int(await conn.fetchval(f'SELECT count(*) FROM "{self.prefix}_long"'))
+        except asyncpg.UndefinedTableError:
+            return 0  # no worker kept anything yet
+        finally:
+            await conn.close()
 
     def queued(self) -> int:
         """Messages in the task queue, ready or unacknowledged."""
@@ -125,6 +139,12 @@ class LongSetup:
 
     async def close(self) -> None:
         await self.broker.shutdown()
+        if self.postgres:
+            conn = await asyncpg.connect(self.result_url)
+            try:
+                await conn.execute(f'DROP TABLE IF EXISTS "{self.prefix}", "{self.prefix}_long"')
+            finally:
+                await conn.close()
         keys = [key async for key in self.redis.scan_iter(match=f"{self.prefix}:*")]
         if keys:
             await self.redis.delete(*keys)
@@ -133,12 +153,16 @@ class LongSetup:
 
 @pytest.fixture
 async def setup_for(
-    short_timeout_rabbit: PrivateRabbit, redis_url: str, tmp_path: Path
+    short_timeout_rabbit: PrivateRabbit,
+    redis_url: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Callable[..., Awaitable[LongSetup]]]:
     made: list[LongSetup] = []
 
-    async def make(**env: str) -> LongSetup:
-        setup = LongSetup(short_timeout_rabbit, redis_url, tmp_path, **env)
+    async def make(store: str = "redis", **env: str) -> LongSetup:
+        result_url = request.getfixturevalue("postgres_url") if store == "postgres" else redis_url
+        setup = LongSetup(short_timeout_rabbit, redis_url, result_url, tmp_path, **env)
         made.append(setup)
         await setup.broker.startup()
         return setup
@@ -186,10 +210,11 @@ async def test_long_task_outlives_consumer_timeout_and_runs_once(
     assert await get_status(setup.broker, labelled.task_id) is TaskStatus.SUCCESS
 
 
+@pytest.mark.parametrize("store", ["redis", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_worker_killed_mid_task_runs_it_again_once_elsewhere(
-    setup_for: Callable[..., Awaitable[LongSetup]],
+    setup_for: Callable[..., Awaitable[LongSetup]], store: str
 ) -> None:
-    setup = await setup_for()
+    setup = await setup_for(store)
     with setup.worker("first") as first, setup.worker("second") as second:
         groups = {first.pid: "first", second.pid: "second"}
         task = await setup.long_sleep.kiq(6.0)
