@@ -122,7 +122,7 @@ class InFlight(Protocol):
 
     @property
     def received_at(self) -> float:
-        """When it was handed out (``time.monotonic()``)."""
+        """When the transport delivered it (``time.monotonic()``): its timeout counts from then."""
         ...
 
     @property

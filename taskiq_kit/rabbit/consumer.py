@@ -106,7 +106,6 @@ class Consumer:
                     continue
                 if message.redelivered and await self._kept_elsewhere(message, settler):
                     continue
-                flight.received_at = time.monotonic()
                 self._in_flight[flight] = None
                 yield delivery
         finally:
