@@ -130,6 +130,11 @@ class InFlight(Protocol):
         """Whether it was settled early (see :meth:`settle_early`)."""
         ...
 
+    @property
+    def body(self) -> bytes:
+        """The message body (its labels say whether the task is long)."""
+        ...
+
     def kept_message(self) -> KeptMessage:
         """The message, as the store keeps it."""
         ...
@@ -262,7 +267,7 @@ class LongTaskKeeper:
         if task_id not in self._labels:
             if len(self._labels) > 10_000:
                 self._labels.clear()
-            self._labels[task_id] = labelled_long(delivery.kept_message().body)
+            self._labels[task_id] = labelled_long(delivery.body)
         label = self._labels[task_id]
         if label is not None:
             return label

@@ -72,6 +72,11 @@ class InFlightDelivery:
         return self._ended is not None
 
     @property
+    def body(self) -> bytes:
+        """The message body."""
+        return self.message.body
+
+    @property
     def stale(self) -> bool:
         """Whether its channel closed (RabbitMQ delivers it again, elsewhere or here)."""
         return self.settler.stale
