@@ -24,7 +24,7 @@ first delivery for the transport, so RabbitMQ's redelivery count and the record'
 unfinished runs (the poison guard of :mod:`taskiq_kit.delivery`) do not count it twice.
 
 This module holds the policy; a transport provides the :class:`InFlight` deliveries and the
-:class:`Transport` calls, a store the :class:`LeaseStore`.
+:class:`Transport` calls, a store the :class:`LeaseStore` (see :mod:`taskiq_kit.flow.long_parts`).
 """
 
 from __future__ import annotations
@@ -37,19 +37,39 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from taskiq_kit.flow.long_parts import (
+    RESENDS_HEADER,
+    InFlight,
+    KeptMessage,
+    LeaseStore,
+    Transport,
+)
 
 if TYPE_CHECKING:
     from taskiq_kit.results.backend import KitResultBackend
+
+__all__ = [
+    "DEFAULT_LEASE",
+    "DEFAULT_LONG_AFTER",
+    "DEFAULT_MAX_RESENDS",
+    "LONG_LABEL",
+    "RESENDS_HEADER",
+    "InFlight",
+    "KeptMessage",
+    "LeaseStore",
+    "LongTaskKeeper",
+    "Transport",
+    "labelled_long",
+    "lease_store_of",
+]
 
 logger = logging.getLogger("taskiq_kit.flow")
 
 #: The task option / label marking a task long: its delivery is settled as soon as it runs.
 LONG_LABEL = "long"
-#: Header of a message a sweep sent again: how many times it was (its re-sends so far).
-RESENDS_HEADER = "x-kit-long-resends"
 #: Seconds of a lease by default; renewed every third of it.
 DEFAULT_LEASE = 60.0
 #: Seconds after its delivery an unlabelled run is kept by default: half RabbitMQ's default
@@ -59,105 +79,6 @@ DEFAULT_LONG_AFTER = 900.0
 DEFAULT_MAX_RESENDS = 5
 #: Kept messages one sweep claims at most.
 SWEEP_BATCH = 100
-
-
-@dataclass(frozen=True, slots=True)
-class KeptMessage:
-    """A message kept in the store while its run goes on, enough to send it again.
-
-    Attributes:
-        task_id: the task (one kept message per task id).
-        task_name: the task's name (headers of the re-sent message).
-        queue: the queue it came from, and goes back to.
-        body: the message body, as delivered.
-        priority: its priority, if any.
-        resends: how many times a sweep has sent it again already.
-
-    """
-
-    task_id: str
-    task_name: str
-    queue: str
-    body: bytes
-    priority: int | None = None
-    resends: int = 0
-
-
-class LeaseStore(Protocol):
-    """Where kept messages and their leases live (the broker's result store)."""
-
-    async def keep(self, message: KeptMessage, *, owner: str, until: float) -> None:
-        """Store ``message`` with a lease of ``owner`` until ``until`` (unix seconds)."""
-        ...
-
-    async def renew(self, task_ids: Sequence[str], *, owner: str, until: float) -> list[str]:
-        """Extend the leases ``owner`` holds; return the task ids whose lease it lost."""
-        ...
-
-    async def release(self, task_id: str, *, owner: str) -> None:
-        """Delete the kept message and lease of ``task_id`` if ``owner`` holds it."""
-        ...
-
-    async def is_kept(self, task_id: str) -> bool:
-        """Whether the store keeps a message of ``task_id`` (leased or expired)."""
-        ...
-
-    async def claim_expired(
-        self, *, now: float, owner: str, until: float, limit: int
-    ) -> list[KeptMessage]:
-        """Move up to ``limit`` leases that expired by ``now`` to ``owner``, until ``until``.
-
-        Atomic: two sweeps never claim the same lease while it runs.
-        """
-        ...
-
-
-class InFlight(Protocol):
-    """A delivery handed to the worker and not settled yet, as the transport tracks it."""
-
-    @property
-    def task_id(self) -> str:
-        """The task id of the message (RabbitMQ: its ``message_id``)."""
-        ...
-
-    @property
-    def received_at(self) -> float:
-        """When the transport delivered it (``time.monotonic()``): its timeout counts from then."""
-        ...
-
-    @property
-    def kept(self) -> bool:
-        """Whether it was settled early (see :meth:`settle_early`)."""
-        ...
-
-    @property
-    def body(self) -> bytes:
-        """The message body (its labels say whether the task is long)."""
-        ...
-
-    def kept_message(self) -> KeptMessage:
-        """The message, as the store keeps it."""
-        ...
-
-    async def settle_early(self, on_done: Callable[[], Awaitable[None]]) -> None:
-        """Acknowledge now; the run's own ack later calls ``on_done`` instead of acking."""
-        ...
-
-
-class Transport(Protocol):
-    """What the keeper asks of the transport."""
-
-    def in_flight(self) -> Iterable[InFlight]:
-        """The deliveries handed out and not settled."""
-        ...
-
-    async def resend(self, message: KeptMessage) -> None:
-        """Publish ``message`` again (confirmed), with :data:`RESENDS_HEADER` set."""
-        ...
-
-    async def dead_letter(self, message: KeptMessage, reason: str) -> None:
-        """Publish ``message`` to the dead-letter queue with ``reason`` (confirmed)."""
-        ...
 
 
 def labelled_long(body: bytes) -> bool | None:

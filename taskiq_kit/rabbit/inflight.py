@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiormq.abc import DeliveredMessage
 
-from taskiq_kit.flow.long import RESENDS_HEADER, KeptMessage
+from taskiq_kit.flow.long_parts import RESENDS_HEADER, KeptMessage
 from taskiq_kit.rabbit.messages import delivery_tag, outgoing_of
 from taskiq_kit.rabbit.settle import Settler
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from taskiq_kit.flow.long import RESENDS_HEADER, InFlight, KeptMessage
+from taskiq_kit.flow.long_parts import RESENDS_HEADER, InFlight, KeptMessage
 from taskiq_kit.rabbit.consumer import Consumer
 from taskiq_kit.rabbit.publisher import Outgoing, Publisher
 

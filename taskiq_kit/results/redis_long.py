@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from taskiq_kit.flow.long import KeptMessage
+from taskiq_kit.flow.long_parts import KeptMessage
 
 if TYPE_CHECKING:
     from taskiq_kit.results.redis import RedisResultBackend
