@@ -1,0 +1,367 @@
+"""Queue figures and the dead-letter box of the RabbitMQ broker, over AMQP alone.
+
+**Figures.** A passive ``queue.declare`` of each task queue, of the dead-letter queue and of each
+delay-ladder level, pipelined on one channel, gives each queue's *ready* messages and its
+consumers. RabbitMQ 3.10 tells AMQP clients nothing of the messages delivered and not yet
+acknowledged: ``in_flight`` is ``None`` (see docs/queues.md; the management plugin's HTTP API
+has the figure, and is not required by the kit). The ladder and the dead-letter queue are shared
+by the broker's task queues: their counts are reported on the default queue (0 on the others),
+so the figures add up.
+
+**Dead letters.** AMQP cannot peek: a listing takes messages with ``basic.get`` on a channel of
+its own and closes it, which returns them all to the queue in their order. A dead letter's id is
+the ``kit-dead-id`` header the kit writes when it dead-letters; a message RabbitMQ dead-lettered
+itself (``x-death``: a quorum queue's delivery limit, a rejection) gets a digest of its body and
+death record instead, equally stable.
+
+**Replay.** On a transacted channel (AMQP ``tx``), per batch: ``basic.get`` the dead letters,
+publish each one's fresh kick to its queue, acknowledge the dead letters, commit. The publishes and
+the acknowledgements take effect together at the commit or not at all: a replaying process killed
+before the commit leaves its batch in the dead-letter queue (RabbitMQ returns what a closed
+channel held, and drops its uncommitted publishes), one killed after it has moved the batch
+whole. A rerun therefore finds exactly the dead letters not yet sent. (A RabbitMQ node crashing
+*during* a commit can apply part of it; the kit then errs towards sending a message twice, never
+towards losing one.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+from taskiq_kit.exceptions import InvalidCursorError
+from taskiq_kit.inspect.dead_letters import (
+    REPLAY_BATCH,
+    Progress,
+    body_names,
+    decode_cursor,
+    encode_cursor,
+    preview,
+    replay_bodies,
+)
+from taskiq_kit.inspect.models import DeadLetter, DeadLetterPage, QueueFigures, ReplayReport
+from taskiq_kit.rabbit.publisher import (
+    DEAD_AT_HEADER,
+    DEAD_ATTEMPT_HEADER,
+    DEAD_ID_HEADER,
+    PERSISTENT,
+    QUEUE_HEADER,
+    REASON_HEADER,
+    REPLAY_OF_HEADER,
+    TASK_HEADER,
+)
+
+if TYPE_CHECKING:
+    from taskiq_kit.inspect.protocols import ProgressCallback
+    from taskiq_kit.rabbit.broker import RabbitBroker
+
+_NOT_FOUND = aiormq.exceptions.ChannelNotFoundEntity
+#: Dead letters a listing reads at most (AMQP cannot peek: each listing takes them all and gives
+#: them back); the ones beyond are counted in ``total`` but not listed.
+LIST_SCAN_LIMIT = 10_000
+
+
+def _order(letter: DeadLetter) -> tuple[float, str]:
+    return (letter.dead_lettered_at or 0.0, letter.id)
+
+
+def _position(cursor: str) -> tuple[float, str]:
+    """The (time, id) a rabbit dead-letter cursor holds.
+
+    Raises:
+        InvalidCursorError: for anything else.
+
+    """
+    text = decode_cursor("rabbit", cursor)
+    try:
+        at, dead_id = json.loads(text)
+    except (ValueError, TypeError):
+        at, dead_id = None, None
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or not isinstance(dead_id, str):
+        raise InvalidCursorError(cursor=cursor[:60], reason="not a dead-letter position")
+    return float(at), dead_id
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _death(headers: dict[str, Any]) -> dict[str, Any]:
+    """RabbitMQ's most recent death record of a message (``{}``: none)."""
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return deaths[0]
+    return {}
+
+
+def dead_letter_id(message: AbstractIncomingMessage) -> str:
+    """The id of a dead letter: the kit's header, or a digest of what RabbitMQ dead-lettered."""
+    headers = message.headers or {}
+    known = headers.get(DEAD_ID_HEADER)
+    if known:
+        return _text(known)
+    digest = hashlib.blake2s(digest_size=12)
+    digest.update(message.body)
+    digest.update(_text(message.message_id or "").encode())
+    digest.update(repr(headers.get("x-death")).encode())
+    return f"r{digest.hexdigest()}"
+
+
+class RabbitInspector:
+    """The inspect side of one :class:`~taskiq_kit.rabbit.broker.RabbitBroker`."""
+
+    def __init__(self, broker: RabbitBroker) -> None:
+        self.broker = broker
+        self._figures: AbstractChannel | None = None
+
+    @property
+    def _names(self) -> Any:
+        return self.broker.names
+
+    async def _channel(self) -> AbstractChannel:
+        connection = await self.broker.connection.get()
+        channel: AbstractChannel = await connection.channel(publisher_confirms=False)
+        return channel
+
+    async def _count(self, name: str) -> tuple[int, int]:
+        """(ready, consumers) of queue ``name``; (0, 0) when it does not exist."""
+        channel = self._figures
+        if channel is None or channel.is_closed:
+            channel = self._figures = await self._channel()
+        underlay = await channel.get_underlay_channel()
+        try:
+            ok = await underlay.queue_declare(name, passive=True)
+        except _NOT_FOUND:
+            # RabbitMQ closed the channel: the next count opens another.
+            await _close(channel)
+            self._figures = None
+            return 0, 0
+        return int(ok.message_count or 0), int(ok.consumer_count or 0)
+
+    async def queue_figures(self) -> list[QueueFigures]:
+        """The figures of each task queue (the ladder and the dead letters on the default one).
+
+        Passive declares on one channel kept open between calls (a few milliseconds for the
+        default 29-level ladder on a local RabbitMQ).
+        """
+        names = self._names
+        levels = self.broker.topology.levels
+        queues = list(names.queues)
+        tasks = [await self._count(name) for name in queues]
+        dead, _ = await self._count(names.dead_letter)
+        delayed = 0
+        for k in range(levels):
+            delayed += (await self._count(names.level(k)))[0]
+        return [
+            QueueFigures(
+                name=name,
+                ready=ready,
+                in_flight=None,
+                delayed=delayed if index == 0 else 0,
+                dead_lettered=dead if index == 0 else 0,
+                consumers=consumers,
+            )
+            for index, (name, (ready, consumers)) in enumerate(zip(queues, tasks, strict=True))
+        ]
+
+    def _dead_letter(self, message: AbstractIncomingMessage) -> DeadLetter:
+        headers = message.headers or {}
+        death = _death(headers)
+        names = body_names(message.body)
+        reason = headers.get(REASON_HEADER)
+        queue = headers.get(QUEUE_HEADER) or death.get("queue") or message.routing_key
+        if reason is None:
+            reason = self._rabbit_reason(death, queue)
+        at: float | None = None
+        dead_at = headers.get(DEAD_AT_HEADER)
+        if isinstance(dead_at, int):
+            at = dead_at / 1000
+        elif isinstance(death.get("time"), datetime):
+            at = death["time"].timestamp()
+        attempts = headers.get(DEAD_ATTEMPT_HEADER, headers.get("x-delivery-count"))
+        task_name = headers.get(TASK_HEADER) or names.task_name
+        return DeadLetter(
+            id=dead_letter_id(message),
+            task_id=names.task_id or (_text(message.message_id) if message.message_id else None),
+            task_name=_text(task_name) if task_name and task_name != "?" else None,
+            queue=_text(queue) if queue else None,
+            reason=_text(reason),
+            attempts=attempts if isinstance(attempts, int) else 0,
+            dead_lettered_at=at,
+            preview=preview(message.body),
+        )
+
+    def _rabbit_reason(self, death: dict[str, Any], queue: Any) -> str:
+        if not death:
+            return "no queue took it at the foot of the delay ladder (its queue was deleted?)"
+        where = _text(death.get("queue", "?"))
+        if where.startswith(f"{self._names.exchange}.ladder."):
+            return f"no queue {_text(queue)!r} took it at the foot of the delay ladder"
+        return f"RabbitMQ dead-lettered it: {_text(death.get('reason', '?'))} in {where}"
+
+    async def _dead_queue(self, channel: AbstractChannel) -> tuple[AbstractQueue, int]:
+        queue = await channel.declare_queue(self._names.dead_letter, passive=True)
+        result = queue.declaration_result
+        return queue, int(result.message_count or 0)
+
+    async def list_dead_letters(self, *, limit: int, cursor: str | None) -> DeadLetterPage:
+        """One page of the dead-letter queue, oldest first (by dead-letter time, then id).
+
+        AMQP has no peek: the listing takes up to :data:`LIST_SCAN_LIMIT` messages on a channel
+        of its own and closes it, which gives them all back. A quorum queue may hand the
+        returned messages out again in another order for a moment, so the page is cut from
+        the sorted scan and the cursor holds the last (time, id) shown, not an offset. Messages
+        held by a replay in progress are not shown.
+        """
+        after = None if cursor is None else _position(cursor)
+        channel = await self._channel()
+        try:
+            queue, total = await self._dead_queue(channel)
+            letters: list[DeadLetter] = []
+            while len(letters) < min(total, LIST_SCAN_LIMIT):
+                message = await queue.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                letters.append(self._dead_letter(message))
+        finally:
+            await _close(channel)  # every message taken goes back
+        letters.sort(key=_order)
+        if after is not None:
+            letters = [letter for letter in letters if _order(letter) > after]
+        page = letters[:limit]
+        next_cursor = None
+        if len(letters) > limit:
+            last = _order(page[-1])
+            next_cursor = encode_cursor("rabbit", json.dumps([last[0], last[1]]))
+        return DeadLetterPage(dead_letters=page, total=total, next_cursor=next_cursor)
+
+    async def _target(self, message: AbstractIncomingMessage) -> str:
+        """The queue a dead letter goes back to: its own if it exists, else the default one."""
+        headers = message.headers or {}
+        queue = headers.get(QUEUE_HEADER) or _death(headers).get("queue") or message.routing_key
+        name = _text(queue) if queue else ""
+        names = self._names
+        if name in names.queues:
+            return name
+        if name and not name.startswith(f"{names.exchange}."):
+            connection = await self.broker.connection.get()
+            if await self.broker.topology.queue_exists(connection, name):
+                return name
+        return str(names.default_queue)
+
+    async def _walk(
+        self,
+        ids: Sequence[str] | None,
+        progress: ProgressCallback | None,
+        settle: Any,
+    ) -> ReplayReport:
+        """Take the dead letters wanted, ``settle`` them per batch in a transaction, commit."""
+        wanted = None if ids is None else set(ids)
+        found: set[str] = set()
+        report = ReplayReport()
+        channel = await self._channel()
+        try:
+            queue, total = await self._dead_queue(channel)
+            counter = Progress(progress, total if ids is None else len(ids))
+            transaction = channel.transaction()
+            await transaction.select()
+            batch: list[AbstractIncomingMessage] = []
+            seen = 0
+            # At most the messages there at the start: a replayed one dead-lettered again
+            # meanwhile is not taken twice.
+            while seen < total and (wanted is None or len(found) < len(wanted)):
+                message = await queue.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                seen += 1
+                dead_id = dead_letter_id(message)
+                if wanted is not None and (dead_id not in wanted or dead_id in found):
+                    continue  # left unacknowledged: back in the queue when the channel closes
+                found.add(dead_id)
+                batch.append(message)
+                if len(batch) >= REPLAY_BATCH:
+                    await settle(channel, batch)
+                    await transaction.commit()
+                    report.replayed += len(batch)
+                    counter.add(len(batch))
+                    batch = []
+            if batch:
+                await settle(channel, batch)
+                await transaction.commit()
+                report.replayed += len(batch)
+                counter.add(len(batch))
+        finally:
+            await _close(channel)
+        if wanted is not None:
+            report.missing = [item for item in dict.fromkeys(ids or ()) if item not in found]
+            counter.add(len(report.missing))
+        return report
+
+    async def _send_back(
+        self, channel: AbstractChannel, batch: list[AbstractIncomingMessage]
+    ) -> None:
+        bodies = await replay_bodies(self.broker, [message.body for message in batch])
+        exchange = await channel.get_exchange(self._names.exchange, ensure=False)
+        for message, body in zip(batch, bodies, strict=True):
+            names = body_names(body)
+            await exchange.publish(
+                aio_pika.Message(
+                    body,
+                    headers={REPLAY_OF_HEADER: dead_letter_id(message)},
+                    delivery_mode=aio_pika.DeliveryMode(PERSISTENT),
+                    message_id=names.task_id or message.message_id,
+                    priority=message.priority,
+                ),
+                routing_key=await self._target(message),
+            )
+            await message.ack()
+
+    @staticmethod
+    async def _drop(channel: AbstractChannel, batch: list[AbstractIncomingMessage]) -> None:
+        del channel
+        for message in batch:
+            await message.ack()
+
+    async def replay_dead_letters(
+        self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None
+    ) -> ReplayReport:
+        """Send dead letters back to their queues, a transaction per batch."""
+        return await self._walk(ids, progress, self._send_back)
+
+    async def delete_dead_letters(
+        self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None
+    ) -> ReplayReport:
+        """Delete dead letters (``None``: purge the dead-letter queue)."""
+        if ids is not None:
+            return await self._walk(ids, progress, self._drop)
+        channel = await self._channel()
+        try:
+            queue, _ = await self._dead_queue(channel)
+            ok = await queue.purge()
+        finally:
+            await _close(channel)
+        deleted = int(ok.message_count or 0)
+        Progress(progress, deleted).add(deleted)
+        return ReplayReport(replayed=deleted)
+
+
+_CLOSE_ERRORS: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.AMQPError,
+    ConnectionError,
+    asyncio.TimeoutError,
+)
+
+
+async def _close(channel: AbstractChannel) -> None:
+    if not channel.is_closed:
+        with contextlib.suppress(*_CLOSE_ERRORS):
+            await channel.close()

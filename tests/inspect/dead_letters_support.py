@@ -1,0 +1,66 @@
+"""Helpers of the queue and dead-letter tests: idle brokers of each kind, dead letters made to order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from taskiq.message import BrokerMessage, TaskiqMessage
+
+from taskiq_kit import KitBroker
+from taskiq_kit.inspect import list_dead_letters, queue_figures
+from taskiq_kit.inspect.models import DeadLetter, QueueFigures
+from tests.brokers import _BUILDERS, BrokerHarness
+
+
+@asynccontextmanager
+async def idle_broker(kind: str, names: Callable[[str], str]) -> AsyncIterator[BrokerHarness]:
+    """A started broker of ``kind`` on uuid-named queues that nothing consumes (memory: itself)."""
+    async with _BUILDERS[kind](names) as built:
+        await built.broker.startup()
+        try:
+            yield built
+        finally:
+            await built.broker.shutdown()
+
+
+def task_body(broker: KitBroker, task_name: str, task_id: str | None = None) -> BrokerMessage:
+    """A well-formed kick of ``task_name`` (registered or not), as the kicker makes it."""
+    message = TaskiqMessage(
+        task_id=task_id or uuid.uuid4().hex,
+        task_name=task_name,
+        labels={},
+        args=[],
+        kwargs={},
+    )
+    return broker.formatter.dumps(message)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    """Await ``check()`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def figures(broker: KitBroker) -> QueueFigures:
+    """The figures of the broker's default (first) queue."""
+    return (await queue_figures(broker))[0]
+
+
+async def all_dead_letters(broker: KitBroker) -> list[DeadLetter]:
+    """Every dead letter, page after page."""
+    found: list[DeadLetter] = []
+    cursor = None
+    while True:
+        page = await list_dead_letters(broker, limit=1000, cursor=cursor)
+        found.extend(page.dead_letters)
+        if page.next_cursor is None:
+            return found
+        cursor = page.next_cursor
