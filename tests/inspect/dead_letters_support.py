@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from taskiq.message import BrokerMessage, TaskiqMessage
 
@@ -27,12 +28,17 @@ async def idle_broker(kind: str, names: Callable[[str], str]) -> AsyncIterator[B
             await built.broker.shutdown()
 
 
-def task_body(broker: KitBroker, task_name: str, task_id: str | None = None) -> BrokerMessage:
+def task_body(
+    broker: KitBroker,
+    task_name: str,
+    task_id: str | None = None,
+    labels: dict[str, Any] | None = None,
+) -> BrokerMessage:
     """A well-formed kick of ``task_name`` (registered or not), as the kicker makes it."""
     message = TaskiqMessage(
         task_id=task_id or uuid.uuid4().hex,
         task_name=task_name,
-        labels={},
+        labels=labels or {},
         args=[],
         kwargs={},
     )

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from taskiq_kit import TaskNotFoundError, TaskStatus, get_status
+from taskiq_kit import TaskNotFoundError, TaskStatus, get_status, get_task_record
 from taskiq_kit.exceptions import DeadLetterNotFoundError, InvalidCursorError
 from taskiq_kit.inspect import (
     delete_dead_letters,
@@ -17,6 +17,7 @@ from taskiq_kit.inspect import (
     replay_dead_letters,
 )
 from taskiq_kit.inspect.dead_letters import PREVIEW_CHARS, encode_cursor
+from taskiq_kit.labels import RETRIES
 from tests.brokers import BROKER_KINDS, BrokerHarness
 from tests.inspect.dead_letters_support import (
     all_dead_letters,
@@ -47,18 +48,19 @@ async def make_dead_letters(harness: BrokerHarness, count: int) -> list[str]:
 @pytest.fixture(params=BROKER_KINDS)
 async def running(
     request: pytest.FixtureRequest, unique_name: Callable[[str], str]
-) -> BrokerHarness:
+) -> AsyncIterator[BrokerHarness]:
     from tests.inspect.dead_letters_support import idle_broker  # noqa: PLC0415
 
     async with idle_broker(request.param, unique_name) as built, worker(built.broker):
-        yield built  # type: ignore[misc]
+        yield built
 
 
 async def test_poison_is_listed_replayed_and_run(running: BrokerHarness) -> None:
     broker = running.broker
     name = f"late-{uuid.uuid4().hex}"
     task_id = f"poison-{uuid.uuid4().hex}"
-    message = task_body(broker, name, task_id)
+    # Its third attempt (a retry middleware's re-kick): the replay makes it a first one.
+    message = task_body(broker, name, task_id, labels={RETRIES: "2"})
     await broker.kick(message)
 
     async def listed() -> bool:
@@ -93,6 +95,10 @@ async def test_poison_is_listed_replayed_and_run(running: BrokerHarness) -> None
 
     await eventually(succeeded, 10, "the replayed task to succeed")
     assert ran == ["ran"]
+    record = await get_task_record(broker, task_id)
+    assert record.attempt == 1
+    assert record.kicked_at is not None
+    assert record.kicked_at > (dead.dead_lettered_at or 0) - 1
     assert [d for d in await all_dead_letters(broker) if d.task_id == task_id] == []
 
 
