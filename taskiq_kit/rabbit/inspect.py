@@ -8,14 +8,13 @@ has the figure, and is not required by the kit). The ladder and the dead-letter 
 by the broker's task queues: their counts are reported on the default queue (0 on the others),
 so the figures add up.
 
-**Dead letters.** AMQP cannot peek: a listing takes messages with ``basic.get`` on a channel of
-its own and closes it, which returns them all to the queue in their order. A dead letter's id is
-the ``kit-dead-id`` header the kit writes when it dead-letters; a message RabbitMQ dead-lettered
-itself (``x-death``: a quorum queue's delivery limit, a rejection) gets a digest of its body and
-death record instead, equally stable.
+**Dead letters.** AMQP cannot peek: a listing consumes the dead-letter queue without
+acknowledging, on a channel of its own, and closes it, which gives every message back. A dead
+letter's id is the ``kit-dead-id`` header the kit writes when it dead-letters; a message RabbitMQ
+dead-lettered itself (``x-death``: a quorum queue's delivery limit, a rejection) gets a digest of
+its body and death record instead, equally stable.
 
-**Replay.** On a transacted channel (AMQP ``tx``), per batch: ``basic.get`` the dead letters,
-publish each one's fresh kick to its queue, acknowledge the dead letters, commit. The publishes and
+**Replay.** On a transacted channel (AMQP ``tx``), per batch: take the dead letters, publish each one's fresh kick to its queue, acknowledge the dead letters, commit. The publishes and
 the acknowledgements take effect together at the commit or not at all: a replaying process killed
 before the commit leaves its batch in the dead-letter queue (RabbitMQ returns what a closed
 channel held, and drops its uncommitted publishes), one killed after it has moved the batch
@@ -30,13 +29,17 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel
+from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
 
 from taskiq_kit.exceptions import InvalidCursorError
 from taskiq_kit.inspect.dead_letters import (
@@ -65,6 +68,11 @@ if TYPE_CHECKING:
     from taskiq_kit.rabbit.broker import RabbitBroker
 
 _NOT_FOUND = aiormq.exceptions.ChannelNotFoundEntity
+#: Seconds without a new message after which a scan of the dead-letter queue ends (the rest,
+#: if any, is held unacknowledged by another channel).
+IDLE = 1.0
+#: Seconds without a new message after which a scan ends once it has the messages counted.
+QUIET = 0.1
 #: Dead letters a listing reads at most (AMQP cannot peek: each listing takes them all and gives
 #: them back); the ones beyond are counted in ``total`` but not listed.
 LIST_SCAN_LIMIT = 10_000
@@ -103,17 +111,86 @@ def _death(headers: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def dead_letter_id(message: AbstractIncomingMessage) -> str:
-    """The id of a dead letter: the kit's header, or a digest of what RabbitMQ dead-lettered."""
-    headers = message.headers or {}
-    known = headers.get(DEAD_ID_HEADER)
-    if known:
-        return _text(known)
-    digest = hashlib.blake2s(digest_size=12)
-    digest.update(message.body)
-    digest.update(_text(message.message_id or "").encode())
-    digest.update(repr(headers.get("x-death")).encode())
-    return f"r{digest.hexdigest()}"
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A dead letter taken from the queue (unacknowledged) by a listing, a replay or a delete."""
+
+    body: bytes
+    headers: dict[str, Any]
+    message_id: str | None
+    routing_key: str
+    priority: int | None
+    tag: int
+
+    @classmethod
+    def of(cls, message: DeliveredMessage) -> Taken:
+        """What a delivery of the dead-letter queue holds."""
+        properties = message.header.properties
+        return cls(
+            body=message.body,
+            headers=dict(properties.headers or {}),
+            message_id=properties.message_id,
+            routing_key=message.routing_key or "",
+            priority=properties.priority,
+            tag=message.delivery_tag or 0,
+        )
+
+    def dead_at(self, since: float) -> bool:
+        """Whether this message was dead-lettered at ``since`` or later, as far as it tells."""
+        dead_at = self.headers.get(DEAD_AT_HEADER)
+        if isinstance(dead_at, int):
+            return dead_at / 1000 >= since
+        death = _death(self.headers).get("time")
+        return isinstance(death, datetime) and death.timestamp() >= math.floor(since)
+
+    @property
+    def id(self) -> str:
+        """The dead letter's id: the kit's header, or a digest of what RabbitMQ dead-lettered."""
+        known = self.headers.get(DEAD_ID_HEADER)
+        if known:
+            return _text(known)
+        digest = hashlib.blake2s(digest_size=12)
+        digest.update(self.body)
+        digest.update((self.message_id or "").encode())
+        digest.update(repr(self.headers.get("x-death")).encode())
+        return f"r{digest.hexdigest()}"
+
+
+class _Taking:
+    """Consumes a queue without acknowledging, on a channel of its own, until closed.
+
+    Consuming streams the messages (``basic.get`` costs a round trip each, milliseconds on a
+    quorum queue). Closing the channel gives back every message not acknowledged.
+    """
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
+        self.channel = channel
+        self._arrived: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
+
+    async def start(self, queue: str, *, prefetch: int) -> None:
+        await self.channel.basic_qos(prefetch_count=prefetch)
+        await self.channel.basic_consume(queue, self._on_message, no_ack=False)
+
+    async def _on_message(self, message: DeliveredMessage) -> None:
+        self._arrived.put_nowait(message)
+
+    async def scan(self, declared: int, most: int | None = None) -> AsyncIterator[Taken]:
+        """Yield the messages as they come, until none comes for a while (or ``most``).
+
+        ``declared``: the ready messages ``queue.declare`` counted. Messages a closing channel
+        gives back to a quorum queue come back a moment after it closed, uncounted, so the scan
+        waits :data:`IDLE` seconds for a message while fewer than ``declared`` came, and
+        :data:`QUIET` seconds after.
+        """
+        received = 0
+        while most is None or received < most:
+            wait = QUIET if received >= declared else IDLE
+            try:
+                message = await asyncio.wait_for(self._arrived.get(), wait)
+            except asyncio.TimeoutError:
+                return
+            received += 1
+            yield Taken.of(message)
 
 
 class RabbitInspector:
@@ -173,8 +250,8 @@ class RabbitInspector:
             for index, (name, (ready, consumers)) in enumerate(zip(queues, tasks, strict=True))
         ]
 
-    def _dead_letter(self, message: AbstractIncomingMessage) -> DeadLetter:
-        headers = message.headers or {}
+    def _dead_letter(self, message: Taken) -> DeadLetter:
+        headers = message.headers
         death = _death(headers)
         names = body_names(message.body)
         reason = headers.get(REASON_HEADER)
@@ -190,8 +267,8 @@ class RabbitInspector:
         attempts = headers.get(DEAD_ATTEMPT_HEADER, headers.get("x-delivery-count"))
         task_name = headers.get(TASK_HEADER) or names.task_name
         return DeadLetter(
-            id=dead_letter_id(message),
-            task_id=names.task_id or (_text(message.message_id) if message.message_id else None),
+            id=message.id,
+            task_id=names.task_id or message.message_id,
             task_name=_text(task_name) if task_name and task_name != "?" else None,
             queue=_text(queue) if queue else None,
             reason=_text(reason),
@@ -208,32 +285,38 @@ class RabbitInspector:
             return f"no queue {_text(queue)!r} took it at the foot of the delay ladder"
         return f"RabbitMQ dead-lettered it: {_text(death.get('reason', '?'))} in {where}"
 
-    async def _dead_queue(self, channel: AbstractChannel) -> tuple[AbstractQueue, int]:
-        queue = await channel.declare_queue(self._names.dead_letter, passive=True)
-        result = queue.declaration_result
-        return queue, int(result.message_count or 0)
+    async def _open(self) -> tuple[AbstractChannel, aiormq.abc.AbstractChannel, int]:
+        """A channel of its own, its underlying channel, and the dead letters ready now."""
+        channel = await self._channel()
+        underlay = await channel.get_underlay_channel()
+        try:
+            ok = await underlay.queue_declare(self._names.dead_letter, passive=True)
+        except BaseException:
+            await _close(channel)
+            raise
+        return channel, underlay, int(ok.message_count or 0)
 
     async def list_dead_letters(self, *, limit: int, cursor: str | None) -> DeadLetterPage:
         """One page of the dead-letter queue, oldest first (by dead-letter time, then id).
 
-        AMQP has no peek: the listing takes up to :data:`LIST_SCAN_LIMIT` messages on a channel
-        of its own and closes it, which gives them all back. A quorum queue may hand the
-        returned messages out again in another order for a moment, so the page is cut from
-        the sorted scan and the cursor holds the last (time, id) shown, not an offset. Messages
-        held by a replay in progress are not shown.
+        AMQP has no peek: the listing consumes up to :data:`LIST_SCAN_LIMIT` messages without
+        acknowledging them, on a channel of its own, and closes it, which gives them all back.
+        A quorum queue may hand returned messages out in another order for a moment, so the
+        page is cut from the sorted scan and the cursor holds the last (time, id) shown, not an
+        offset. Messages held by a replay in progress are not shown.
         """
         after = None if cursor is None else _position(cursor)
-        channel = await self._channel()
+        channel, underlay, declared = await self._open()
         try:
-            queue, total = await self._dead_queue(channel)
-            letters: list[DeadLetter] = []
-            while len(letters) < min(total, LIST_SCAN_LIMIT):
-                message = await queue.get(no_ack=False, fail=False)
-                if message is None:
-                    break
-                letters.append(self._dead_letter(message))
+            taking = _Taking(underlay)
+            await taking.start(self._names.dead_letter, prefetch=LIST_SCAN_LIMIT)
+            letters = [
+                self._dead_letter(message)
+                async for message in taking.scan(declared, most=LIST_SCAN_LIMIT)
+            ]
         finally:
             await _close(channel)  # every message taken goes back
+        total = max(declared, len(letters))
         letters.sort(key=_order)
         if after is not None:
             letters = [letter for letter in letters if _order(letter) > after]
@@ -244,9 +327,9 @@ class RabbitInspector:
             next_cursor = encode_cursor("rabbit", json.dumps([last[0], last[1]]))
         return DeadLetterPage(dead_letters=page, total=total, next_cursor=next_cursor)
 
-    async def _target(self, message: AbstractIncomingMessage) -> str:
+    async def _target(self, message: Taken) -> str:
         """The queue a dead letter goes back to: its own if it exists, else the default one."""
-        headers = message.headers or {}
+        headers = message.headers
         queue = headers.get(QUEUE_HEADER) or _death(headers).get("queue") or message.routing_key
         name = _text(queue) if queue else ""
         names = self._names
@@ -262,74 +345,71 @@ class RabbitInspector:
         self,
         ids: Sequence[str] | None,
         progress: ProgressCallback | None,
-        settle: Any,
+        settle: Callable[[aiormq.abc.AbstractChannel, list[Taken]], Awaitable[None]],
     ) -> ReplayReport:
-        """Take the dead letters wanted, ``settle`` them per batch in a transaction, commit."""
+        """Take the dead letters wanted, ``settle`` each batch in a transaction and commit it."""
         wanted = None if ids is None else set(ids)
         found: set[str] = set()
         report = ReplayReport()
-        channel = await self._channel()
+        channel, underlay, declared = await self._open()
+        counter = Progress(progress, declared if ids is None else len(wanted or ()))
+        started = time.time()
         try:
-            queue, total = await self._dead_queue(channel)
-            counter = Progress(progress, total if ids is None else len(ids))
-            transaction = channel.transaction()
-            await transaction.select()
-            batch: list[AbstractIncomingMessage] = []
-            seen = 0
-            # At most the messages there at the start: a replayed one dead-lettered again
-            # meanwhile is not taken twice.
-            while seen < total and (wanted is None or len(found) < len(wanted)):
-                message = await queue.get(no_ack=False, fail=False)
-                if message is None:
-                    break
-                seen += 1
-                dead_id = dead_letter_id(message)
+            await underlay.tx_select()
+            taking = _Taking(underlay)
+            # No prefetch limit: the dead letters not wanted stay unacknowledged meanwhile.
+            await taking.start(self._names.dead_letter, prefetch=0)
+            batch: list[Taken] = []
+            async for message in taking.scan(declared):
+                if wanted is None and message.dead_at(started):
+                    continue  # replayed and dead-lettered again meanwhile: not taken twice
+                dead_id = message.id
                 if wanted is not None and (dead_id not in wanted or dead_id in found):
                     continue  # left unacknowledged: back in the queue when the channel closes
                 found.add(dead_id)
                 batch.append(message)
-                if len(batch) >= REPLAY_BATCH:
-                    await settle(channel, batch)
-                    await transaction.commit()
+                done = wanted is not None and len(found) == len(wanted)
+                if len(batch) >= REPLAY_BATCH or done:
+                    await settle(underlay, batch)
+                    await underlay.tx_commit()
                     report.replayed += len(batch)
                     counter.add(len(batch))
                     batch = []
+                if done:
+                    break
             if batch:
-                await settle(channel, batch)
-                await transaction.commit()
+                await settle(underlay, batch)
+                await underlay.tx_commit()
                 report.replayed += len(batch)
                 counter.add(len(batch))
         finally:
             await _close(channel)
-        if wanted is not None:
-            report.missing = [item for item in dict.fromkeys(ids or ()) if item not in found]
+        if ids is not None:
+            report.missing = [item for item in dict.fromkeys(ids) if item not in found]
             counter.add(len(report.missing))
         return report
 
-    async def _send_back(
-        self, channel: AbstractChannel, batch: list[AbstractIncomingMessage]
-    ) -> None:
+    async def _send_back(self, channel: aiormq.abc.AbstractChannel, batch: list[Taken]) -> None:
         bodies = await replay_bodies(self.broker, [message.body for message in batch])
-        exchange = await channel.get_exchange(self._names.exchange, ensure=False)
         for message, body in zip(batch, bodies, strict=True):
-            names = body_names(body)
-            await exchange.publish(
-                aio_pika.Message(
-                    body,
-                    headers={REPLAY_OF_HEADER: dead_letter_id(message)},
-                    delivery_mode=aio_pika.DeliveryMode(PERSISTENT),
-                    message_id=names.task_id or message.message_id,
-                    priority=message.priority,
-                ),
-                routing_key=await self._target(message),
+            properties = Basic.Properties(
+                headers={REPLAY_OF_HEADER: message.id},
+                delivery_mode=PERSISTENT,
+                message_id=body_names(body).task_id or message.message_id,
+                priority=message.priority,
             )
-            await message.ack()
+            await channel.basic_publish(
+                body,
+                exchange=self._names.exchange,
+                routing_key=await self._target(message),
+                properties=properties,
+            )
+            await channel.basic_ack(message.tag)
 
     @staticmethod
-    async def _drop(channel: AbstractChannel, batch: list[AbstractIncomingMessage]) -> None:
-        del channel
+    async def _drop(channel: aiormq.abc.AbstractChannel, batch: list[Taken]) -> None:
         for message in batch:
-            await message.ack()
+            await channel.basic_ack(message.tag)
 
     async def replay_dead_letters(
         self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None
@@ -343,10 +423,9 @@ class RabbitInspector:
         """Delete dead letters (``None``: purge the dead-letter queue)."""
         if ids is not None:
             return await self._walk(ids, progress, self._drop)
-        channel = await self._channel()
+        channel, underlay, _ = await self._open()
         try:
-            queue, _ = await self._dead_queue(channel)
-            ok = await queue.purge()
+            ok = await underlay.queue_purge(self._names.dead_letter)
         finally:
             await _close(channel)
         deleted = int(ok.message_count or 0)
