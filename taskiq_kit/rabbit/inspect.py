@@ -1,8 +1,8 @@
 """Queue figures and the dead-letter box of the RabbitMQ broker, over AMQP alone.
 
 **Figures.** A passive ``queue.declare`` of each task queue, of the dead-letter queue and of each
-delay-ladder level, pipelined on one channel, gives each queue's *ready* messages and its
-consumers. RabbitMQ 3.10 tells AMQP clients nothing of the messages delivered and not yet
+delay-ladder level, on one channel kept open between calls, gives each queue's *ready* messages
+and its consumers. RabbitMQ 3.10 tells AMQP clients nothing of the messages delivered and not yet
 acknowledged: ``in_flight`` is ``None`` (see docs/queues.md; the management plugin's HTTP API
 has the figure, and is not required by the kit). The ladder and the dead-letter queue are shared
 by the broker's task queues: their counts are reported on the default queue (0 on the others),
@@ -14,8 +14,9 @@ letter's id is the ``kit-dead-id`` header the kit writes when it dead-letters; a
 dead-lettered itself (``x-death``: a quorum queue's delivery limit, a rejection) gets a digest of
 its body and death record instead, equally stable.
 
-**Replay.** On a transacted channel (AMQP ``tx``), per batch: take the dead letters, publish each one's fresh kick to its queue, acknowledge the dead letters, commit. The publishes and
-the acknowledgements take effect together at the commit or not at all: a replaying process killed
+**Replay.** On a transacted channel (AMQP ``tx``), per batch: take the dead letters, publish
+each one's fresh kick to its queue, acknowledge the dead letters, commit. The publishes and the
+acknowledgements take effect together at the commit or not at all: a replaying process killed
 before the commit leaves its batch in the dead-letter queue (RabbitMQ returns what a closed
 channel held, and drops its uncommitted publishes), one killed after it has moved the batch
 whole. A rerun therefore finds exactly the dead letters not yet sent. (A RabbitMQ node crashing
