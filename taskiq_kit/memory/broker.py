@@ -84,7 +84,9 @@ class MemoryBroker(KitBroker):
         self.cast_types = cast_types
         self.propagate_exceptions = propagate_exceptions
         self.dead_letter_box = MemoryDeadLetters()
-        self.inspector = MemoryInspector(self, self.dead_letter_box)
+        self.inspector = MemoryInspector(
+            self, self.dead_letter_box, loop_state=self.loop_state, requeue=self.requeue
+        )
         self._loops = LoopStates(max_async_tasks)
         self._executor: ThreadPoolExecutor | None = None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,8 +24,9 @@ from taskiq_kit.inspect.dead_letters import (
 from taskiq_kit.inspect.models import DeadLetter, DeadLetterPage, QueueFigures, ReplayReport
 
 if TYPE_CHECKING:
+    from taskiq_kit.base import KitBroker
     from taskiq_kit.inspect.protocols import ProgressCallback
-    from taskiq_kit.memory.broker import MemoryBroker
+    from taskiq_kit.memory.loops import LoopState
 
 #: The name the memory broker's one queue is shown under.
 MEMORY_QUEUE = "memory"
@@ -54,15 +55,31 @@ class MemoryDeadLetters:
 
 
 class MemoryInspector:
-    """The inspect side of one :class:`~taskiq_kit.memory.broker.MemoryBroker`."""
+    """The inspect side of one :class:`~taskiq_kit.memory.broker.MemoryBroker`.
 
-    def __init__(self, broker: MemoryBroker, box: MemoryDeadLetters) -> None:
+    Args:
+        broker: the broker (its records are written on replays).
+        box: its dead letters.
+        loop_state: returns its state in the running event loop, if any.
+        requeue: hands a body to it again, due now.
+
+    """
+
+    def __init__(
+        self,
+        broker: KitBroker,
+        box: MemoryDeadLetters,
+        loop_state: Callable[[], LoopState | None],
+        requeue: Callable[[bytes], None],
+    ) -> None:
         self.broker = broker
         self.box = box
+        self.loop_state = loop_state
+        self.requeue = requeue
 
     async def queue_figures(self) -> list[QueueFigures]:
         """The figures of the current event loop's queue."""
-        state = self.broker.loop_state()
+        state = self.loop_state()
         ready = state.queue.qsize() if state is not None else 0
         delayed = len(state.timers) if state is not None else 0
         # Every message kicked and not settled, less those waiting or delayed: being run.
@@ -109,7 +126,7 @@ class MemoryInspector:
         replayed = 0
         for (key, _), body in zip(found, bodies, strict=True):
             if self.box.entries.pop(key, None) is not None:
-                self.broker.requeue(body)
+                self.requeue(body)
                 replayed += 1
         counter.add(len(found) + len(missing))
         return ReplayReport(replayed=replayed, missing=missing)

@@ -162,7 +162,7 @@ class RabbitBroker(KitBroker):
         self._started = False
         self._start_lock = asyncio.Lock()
         self._moving: asyncio.Task[None] | None = None
-        self.inspector = RabbitInspector(self)
+        self.inspector = RabbitInspector(self, self.connection, self.topology)
 
     def __repr__(self) -> str:
         return f"RabbitBroker({self.connection.target!r})"

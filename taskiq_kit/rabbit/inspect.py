@@ -65,8 +65,10 @@ from taskiq_kit.rabbit.publisher import (
 )
 
 if TYPE_CHECKING:
+    from taskiq_kit.base import KitBroker
     from taskiq_kit.inspect.protocols import ProgressCallback
-    from taskiq_kit.rabbit.broker import RabbitBroker
+    from taskiq_kit.rabbit.connection import RabbitConnection
+    from taskiq_kit.rabbit.topology import RabbitNames, Topology
 
 _NOT_FOUND = aiormq.exceptions.ChannelNotFoundEntity
 #: Seconds without a new message after which a scan of the dead-letter queue ends (the rest,
@@ -195,18 +197,27 @@ class _Taking:
 
 
 class RabbitInspector:
-    """The inspect side of one :class:`~taskiq_kit.rabbit.broker.RabbitBroker`."""
+    """The inspect side of one :class:`~taskiq_kit.rabbit.broker.RabbitBroker`.
 
-    def __init__(self, broker: RabbitBroker) -> None:
+    Args:
+        broker: the broker (its records are written on replays).
+        connection: its publishing connection (the inspector opens channels of its own).
+        topology: its names and declarer.
+
+    """
+
+    def __init__(self, broker: KitBroker, connection: RabbitConnection, topology: Topology) -> None:
         self.broker = broker
+        self.connection = connection
+        self.topology = topology
         self._figures: AbstractChannel | None = None
 
     @property
-    def _names(self) -> Any:
-        return self.broker.names
+    def _names(self) -> RabbitNames:
+        return self.topology.names
 
     async def _channel(self) -> AbstractChannel:
-        connection = await self.broker.connection.get()
+        connection = await self.connection.get()
         channel: AbstractChannel = await connection.channel(publisher_confirms=False)
         return channel
 
@@ -232,7 +243,7 @@ class RabbitInspector:
         default 29-level ladder on a local RabbitMQ).
         """
         names = self._names
-        levels = self.broker.topology.levels
+        levels = self.topology.levels
         queues = list(names.queues)
         tasks = [await self._count(name) for name in queues]
         dead, _ = await self._count(names.dead_letter)
@@ -337,10 +348,10 @@ class RabbitInspector:
         if name in names.queues:
             return name
         if name and not name.startswith(f"{names.exchange}."):
-            connection = await self.broker.connection.get()
-            if await self.broker.topology.queue_exists(connection, name):
+            connection = await self.connection.get()
+            if await self.topology.queue_exists(connection, name):
                 return name
-        return str(names.default_queue)
+        return names.default_queue
 
     async def _walk(
         self,

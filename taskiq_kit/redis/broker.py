@@ -138,7 +138,7 @@ class RedisBroker(KitBroker):
         self._publisher: Batcher[bytes] | None = None
         #: The result store checked last, and the shared pipeline when it is on this server.
         self._kicks: tuple[object, KickPublisher | None] | None = None
-        self.inspector = RedisInspector(self)
+        self.inspector = RedisInspector(self, self.keys, lambda: self.client)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisBroker:

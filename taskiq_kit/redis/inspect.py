@@ -15,7 +15,7 @@ atomic step, so an interrupted replay has moved each entry once or not at all.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from taskiq_kit.exceptions import InvalidCursorError
@@ -31,8 +31,11 @@ from taskiq_kit.inspect.dead_letters import (
 from taskiq_kit.inspect.models import DeadLetter, DeadLetterPage, QueueFigures, ReplayReport
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from taskiq_kit.base import KitBroker
     from taskiq_kit.inspect.protocols import ProgressCallback
-    from taskiq_kit.redis.broker import RedisBroker
+    from taskiq_kit.redis.keys import RedisKeys
 
 #: KEYS: ready, delayed, dead, heartbeats. ARGV: group.
 #: Returns {stream length, pending, delayed, dead, live consumers}.
@@ -97,16 +100,29 @@ def _data(fields: Any) -> bytes:
 
 
 class RedisInspector:
-    """The inspect side of one :class:`~taskiq_kit.redis.broker.RedisBroker`."""
+    """The inspect side of one :class:`~taskiq_kit.redis.broker.RedisBroker`.
 
-    def __init__(self, broker: RedisBroker) -> None:
+    Args:
+        broker: the broker (its records are written on replays).
+        keys: its key names.
+        client: returns its Redis client.
+
+    """
+
+    def __init__(self, broker: KitBroker, keys: RedisKeys, client: Callable[[], Redis]) -> None:
         self.broker = broker
-        self.keys = broker.keys
+        self.keys = keys
+        self._client = client
+
+    @property
+    def client(self) -> Redis:
+        """The broker's Redis client."""
+        return self._client()
 
     async def queue_figures(self) -> list[QueueFigures]:
         """The broker's one queue, counted in one round trip."""
         keys = self.keys
-        client = self.broker.client
+        client = self.client
         length, pending, delayed, dead, live = await client.eval(
             FIGURES, 4, keys.ready, keys.delayed, keys.dead, keys.heartbeats, keys.group
         )
@@ -145,7 +161,7 @@ class RedisInspector:
             if not _ENTRY_ID.match(last):
                 raise InvalidCursorError(cursor=cursor[:60], reason="not a dead-letter position")
             start = f"({last}"
-        client = self.broker.client
+        client = self.client
         async with client.pipeline(transaction=True) as pipe:
             pipe.xrange(self.keys.dead, start, "+", count=limit + 1)
             pipe.xlen(self.keys.dead)
@@ -164,7 +180,7 @@ class RedisInspector:
         missing = [item for item in ids if not _ENTRY_ID.match(item)]
         found: list[tuple[str, bytes]] = []
         if valid:
-            async with self.broker.client.pipeline(transaction=False) as pipe:
+            async with self.client.pipeline(transaction=False) as pipe:
                 for item in valid:
                     pipe.xrange(self.keys.dead, item, item)
                 replies = await pipe.execute()
@@ -179,7 +195,7 @@ class RedisInspector:
         self, ids: Sequence[str] | None
     ) -> AsyncIterator[tuple[list[tuple[str, bytes]], list[str]]]:
         """Yield (found, missing) batches of the given ids, or of the whole stream as it is now."""
-        client = self.broker.client
+        client = self.client
         if ids is not None:
             for start in range(0, len(ids), REPLAY_BATCH):
                 yield await self._fetch(ids[start : start + REPLAY_BATCH])
@@ -197,7 +213,7 @@ class RedisInspector:
             first = f"({batch[-1][0]}"
 
     async def _total(self, ids: Sequence[str] | None) -> int:
-        return len(ids) if ids is not None else int(await self.broker.client.xlen(self.keys.dead))
+        return len(ids) if ids is not None else int(await self.client.xlen(self.keys.dead))
 
     async def replay_dead_letters(
         self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None
@@ -205,7 +221,7 @@ class RedisInspector:
         """Move dead letters back to the ready stream, a batch per atomic script run."""
         report = ReplayReport()
         counter = Progress(progress, await self._total(ids))
-        client = self.broker.client
+        client = self.client
         async for found, missing in self._batches(ids):
             report.missing.extend(missing)
             if found:
@@ -223,7 +239,7 @@ class RedisInspector:
         self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None
     ) -> ReplayReport:
         """Delete dead letters (``None``: the whole dead stream at once)."""
-        client = self.broker.client
+        client = self.client
         if ids is None:
             deleted = int(await client.eval(PURGE, 1, self.keys.dead))
             Progress(progress, deleted).add(deleted)
