@@ -11,7 +11,7 @@ from typing import Any
 
 from taskiq.message import BrokerMessage, TaskiqMessage
 
-from taskiq_kit import KitBroker
+from taskiq_kit import KitBroker, MemoryBroker
 from taskiq_kit.inspect import list_dead_letters, queue_figures
 from taskiq_kit.inspect.models import DeadLetter, QueueFigures
 from tests.brokers import _BUILDERS, BrokerHarness
@@ -70,3 +70,20 @@ async def all_dead_letters(broker: KitBroker) -> list[DeadLetter]:
         if page.next_cursor is None:
             return found
         cursor = page.next_cursor
+
+
+async def inject_dead_letter(broker: KitBroker, body: bytes, reason: str) -> None:
+    """Put ``body`` in the broker's dead letters as its transport does (test set-up only)."""
+    from taskiq_kit.rabbit import RabbitBroker  # noqa: PLC0415
+    from taskiq_kit.rabbit.publisher import Outgoing  # noqa: PLC0415
+    from taskiq_kit.redis import RedisBroker  # noqa: PLC0415
+
+    if isinstance(broker, RabbitBroker):
+        out = Outgoing(body=body, headers={}, queue=broker.names.default_queue, task_name="?")
+        await broker.publisher.dead_letter(out, reason, attempt=5)
+    elif isinstance(broker, RedisBroker):
+        fields: dict[Any, Any] = {"data": body, "reason": reason, "attempt": 5, "id": "0-1"}
+        await broker.client.xadd(broker.keys.dead, fields)
+    else:
+        assert isinstance(broker, MemoryBroker)
+        broker.dead_letter_box.add(body, reason, attempt=5)
