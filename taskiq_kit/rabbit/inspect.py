@@ -276,7 +276,8 @@ class RabbitInspector:
             at = dead_at / 1000
         elif isinstance(death.get("time"), datetime):
             at = death["time"].timestamp()
-        attempts = headers.get(DEAD_ATTEMPT_HEADER, headers.get("x-delivery-count"))
+        # Not x-delivery-count: the dead-letter queue's own count, which listings increase.
+        attempts = headers.get(DEAD_ATTEMPT_HEADER)
         task_name = headers.get(TASK_HEADER) or names.task_name
         return DeadLetter(
             id=message.id,
