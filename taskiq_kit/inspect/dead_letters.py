@@ -18,9 +18,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+from taskiq.labels import LabelType
+
 from taskiq_kit.exceptions import InvalidCursorError
 from taskiq_kit.labels import DELAY, DUE_AT, ETA, EXPIRES, EXPIRES_AT, KICKED_AT, RETRIES
-from taskiq_kit.labels import _set_float_label as set_float_label
 from taskiq_kit.results.lifecycle import REQUEUE_LABEL
 
 if TYPE_CHECKING:
@@ -104,7 +105,11 @@ def _fresh(broker: KitBroker, data: bytes, now: float) -> TaskiqMessage | None:
         message.labels.pop(name, None)
         if message.labels_types is not None:
             message.labels_types.pop(name, None)
-    set_float_label(message, KICKED_AT, now)
+    # As the timing middleware writes it: taskiq's wire string, typed as a float.
+    message.labels[KICKED_AT] = repr(now)
+    if message.labels_types is None:
+        message.labels_types = {}
+    message.labels_types[KICKED_AT] = LabelType.FLOAT.value
     return message
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from taskiq_kit.exceptions import InvalidCursorError
 from taskiq_kit.inspect.dead_letters import (
     Progress,
     body_names,
@@ -100,7 +101,9 @@ class MemoryInspector:
         after = 0
         if cursor is not None:
             position = decode_cursor("memory", cursor)
-            after = int(position) if position.isdigit() else 0
+            if not position.isdigit():
+                raise InvalidCursorError(cursor=cursor[:60], reason="not a dead-letter position")
+            after = int(position)
         items = [(key, entry) for key, entry in self.box.entries.items() if int(key) > after]
         page = [_dead_letter(key, entry) for key, entry in items[:limit]]
         more = len(items) > limit

@@ -120,7 +120,14 @@ async def test_pages_are_oldest_first_and_cursors_checked(running: BrokerHarness
     assert sorted(seen) == sorted(ids)
     times = [d.dead_lettered_at or 0 for d in await all_dead_letters(broker)]
     assert times == sorted(times)
-    for bad in ("garbage", "", encode_cursor("elsewhere", "1"), "eyJ4IjoxfQ"):
+    kind = running.kind
+    for bad in (
+        "garbage",
+        "",
+        encode_cursor("elsewhere", "1"),
+        encode_cursor(kind, "not a position"),
+        "eyJ4IjoxfQ",
+    ):
         with pytest.raises(InvalidCursorError):
             await list_dead_letters(broker, cursor=bad)
 
