@@ -2,7 +2,7 @@
 
 A replay is a fresh kick of the dead letter's task: its body gets a new ``kit_kicked_at`` (the
 replay instant) and loses its retry count, requeue count, delay and expiry, and its task record
-is written back to ``pending`` through the lifecycle (``runs`` reset) before the body is sent.
+is written back to ``pending`` through the lifecycle (``runs`` reset) once the body is sent.
 The new kick instant matters: the record of a task that failed or kept killing its worker is
 replaced only by a newer kick, and a run whose body carried the old instant would be refused.
 A body that is no task message at all (unparseable) is sent back as it is, with no record.
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from taskiq_kit.base import KitBroker
     from taskiq_kit.inspect.protocols import ProgressCallback
+    from taskiq_kit.results.writes import RecordWrite
 
 logger = logging.getLogger("taskiq_kit.inspect")
 
@@ -113,30 +114,46 @@ def _fresh(broker: KitBroker, data: bytes, now: float) -> TaskiqMessage | None:
     return message
 
 
-async def replay_bodies(broker: KitBroker, bodies: Sequence[bytes]) -> list[bytes]:
-    """The bodies to send for replaying ``bodies``, their records written back to ``pending``.
+class Replay(NamedTuple):
+    """A dead letter's replay: the body to send, and the record write of its fresh kick."""
 
-    The records of one call are written in one round trip (the lifecycle batches the writes of
-    an event-loop turn). A record write that fails raises: nothing of the batch is sent then.
-    """
+    body: bytes
+    write: RecordWrite | None
+
+
+def prepare_replays(broker: KitBroker, bodies: Sequence[bytes]) -> list[Replay]:
+    """The replays of dead letters whose bodies are ``bodies`` (a fresh kick each, now)."""
     now = time.time()
-    out: list[bytes] = []
-    writes = []
+    replays: list[Replay] = []
     lifecycle = broker.lifecycle
     for data in bodies:
         message = _fresh(broker, data, now)
         if message is None:
-            out.append(data)
+            replays.append(Replay(data, None))
             continue
         sent = broker.formatter.dumps(message)
         write = lifecycle.kick_write(sent, now=now)
         write.fields["runs"] = 0
-        writes.append(lifecycle.write(write))
-        out.append(sent.message)
-    for outcome in await asyncio.gather(*writes):
-        if not outcome.applied:
+        replays.append(Replay(sent.message, write))
+    return replays
+
+
+async def record_replays(broker: KitBroker, replays: Sequence[Replay]) -> None:
+    """Write the records of ``replays`` back to ``pending``, in one round trip.
+
+    Called once the replays are sent. The record follows the message rather than leading it:
+    the body already carries its newer kick, which the worker's ``started`` write makes the
+    record's (a crash before this write leaves an outdated status, never a task that cannot
+    run), while two replays racing for one dead letter write only the winner's kick. A failed
+    write is logged, not raised: the messages are sent.
+    """
+    lifecycle = broker.lifecycle
+    writes = [lifecycle.write(replay.write) for replay in replays if replay.write is not None]
+    for outcome in await asyncio.gather(*writes, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            logger.warning("Cannot write a replayed task's record (%s).", type(outcome).__name__)
+        elif not outcome.applied:
             logger.info("A replayed task's record kept its status (%s).", outcome.status)
-    return out
 
 
 class Progress:

@@ -19,8 +19,9 @@ from taskiq_kit.inspect.dead_letters import (
     body_names,
     decode_cursor,
     encode_cursor,
+    prepare_replays,
     preview,
-    replay_bodies,
+    record_replays,
 )
 from taskiq_kit.inspect.models import DeadLetter, DeadLetterPage, QueueFigures, ReplayReport
 
@@ -125,12 +126,15 @@ class MemoryInspector:
         """Hand dead letters back to the broker as fresh kicks."""
         found, missing = self._take(ids)
         counter = Progress(progress, len(found) + len(missing))
-        bodies = await replay_bodies(self.broker, [data for _, data in found])
-        replayed = 0
-        for (key, _), body in zip(found, bodies, strict=True):
+        replays = prepare_replays(self.broker, [data for _, data in found])
+        moved = []
+        for (key, _), replay in zip(found, replays, strict=True):
             if self.box.entries.pop(key, None) is not None:
-                self.requeue(body)
-                replayed += 1
+                moved.append(replay)
+        await record_replays(self.broker, moved)
+        for replay in moved:
+            self.requeue(replay.body)
+        replayed = len(moved)
         counter.add(len(found) + len(missing))
         return ReplayReport(replayed=replayed, missing=missing)
 

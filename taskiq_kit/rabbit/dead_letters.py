@@ -18,6 +18,7 @@ towards losing one.)
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,8 +36,9 @@ from taskiq_kit.inspect.dead_letters import (
     body_names,
     decode_cursor,
     encode_cursor,
+    prepare_replays,
     preview,
-    replay_bodies,
+    record_replays,
 )
 from taskiq_kit.inspect.models import DeadLetter, DeadLetterPage, ReplayReport
 from taskiq_kit.rabbit.publisher import (
@@ -80,6 +82,10 @@ def _position(cursor: str) -> tuple[float, str]:
     if isinstance(at, bool) or not isinstance(at, (int, float)) or not isinstance(dead_id, str):
         raise InvalidCursorError(cursor=cursor[:60], reason="not a dead-letter position")
     return float(at), dead_id
+
+
+async def _nothing() -> None:
+    """What follows the commit of a delete: nothing."""
 
 
 class RabbitDeadLetters:
@@ -202,7 +208,9 @@ class RabbitDeadLetters:
         self,
         ids: Sequence[str] | None,
         progress: ProgressCallback | None,
-        settle: Callable[[aiormq.abc.AbstractChannel, list[Taken]], Awaitable[None]],
+        settle: Callable[
+            [aiormq.abc.AbstractChannel, list[Taken]], Awaitable[Callable[[], Awaitable[None]]]
+        ],
     ) -> ReplayReport:
         """Take the dead letters wanted, ``settle`` each batch in a transaction and commit it."""
         wanted = None if ids is None else set(ids)
@@ -227,16 +235,18 @@ class RabbitDeadLetters:
                 batch.append(message)
                 done = wanted is not None and len(found) == len(wanted)
                 if len(batch) >= REPLAY_BATCH or done:
-                    await settle(underlay, batch)
+                    after = await settle(underlay, batch)
                     await underlay.tx_commit()
+                    await after()
                     report.replayed += len(batch)
                     counter.add(len(batch))
                     batch = []
                 if done:
                     break
             if batch:
-                await settle(underlay, batch)
+                after = await settle(underlay, batch)
                 await underlay.tx_commit()
+                await after()
                 report.replayed += len(batch)
                 counter.add(len(batch))
         finally:
@@ -246,27 +256,33 @@ class RabbitDeadLetters:
             counter.add(len(report.missing))
         return report
 
-    async def _send_back(self, channel: aiormq.abc.AbstractChannel, batch: list[Taken]) -> None:
-        bodies = await replay_bodies(self.broker, [message.body for message in batch])
-        for message, body in zip(batch, bodies, strict=True):
+    async def _send_back(
+        self, channel: aiormq.abc.AbstractChannel, batch: list[Taken]
+    ) -> Callable[[], Awaitable[None]]:
+        replays = prepare_replays(self.broker, [message.body for message in batch])
+        for message, replay in zip(batch, replays, strict=True):
             properties = Basic.Properties(
                 headers={REPLAY_OF_HEADER: message.id},
                 delivery_mode=PERSISTENT,
-                message_id=body_names(body).task_id or message.message_id,
+                message_id=body_names(replay.body).task_id or message.message_id,
                 priority=message.priority,
             )
             await channel.basic_publish(
-                body,
+                replay.body,
                 exchange=self._names.exchange,
                 routing_key=await self._target(message),
                 properties=properties,
             )
             await channel.basic_ack(message.tag)
+        return functools.partial(record_replays, self.broker, replays)
 
     @staticmethod
-    async def _drop(channel: aiormq.abc.AbstractChannel, batch: list[Taken]) -> None:
+    async def _drop(
+        channel: aiormq.abc.AbstractChannel, batch: list[Taken]
+    ) -> Callable[[], Awaitable[None]]:
         for message in batch:
             await channel.basic_ack(message.tag)
+        return _nothing
 
     async def replay_dead_letters(
         self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None

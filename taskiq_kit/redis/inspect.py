@@ -25,8 +25,9 @@ from taskiq_kit.inspect.dead_letters import (
     body_names,
     decode_cursor,
     encode_cursor,
+    prepare_replays,
     preview,
-    replay_bodies,
+    record_replays,
 )
 from taskiq_kit.inspect.models import DeadLetter, DeadLetterPage, QueueFigures, ReplayReport
 
@@ -222,16 +223,19 @@ class RedisInspector:
         report = ReplayReport()
         counter = Progress(progress, await self._total(ids))
         client = self.client
+        keys = (self.keys.dead, self.keys.ready)
         async for found, missing in self._batches(ids):
             report.missing.extend(missing)
             if found:
-                bodies = await replay_bodies(self.broker, [data for _, data in found])
+                replays = prepare_replays(self.broker, [data for _, data in found])
                 args: list[bytes | str | int] = [len(found)]
                 args.extend(dead_id for dead_id, _ in found)
-                args.extend(bodies)
-                gone = await client.eval(REPLAY, 2, self.keys.dead, self.keys.ready, *args)
-                report.missing.extend(_text(item) for item in gone)
+                args.extend(replay.body for replay in replays)
+                gone = {_text(item) for item in await client.eval(REPLAY, 2, *keys, *args)}
+                report.missing.extend(item for item, _ in found if item in gone)
                 report.replayed += len(found) - len(gone)
+                moved = [r for (item, _), r in zip(found, replays, strict=True) if item not in gone]
+                await record_replays(self.broker, moved)
             counter.add(len(found) + len(missing))
         return report
 
