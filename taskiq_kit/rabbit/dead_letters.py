@@ -7,7 +7,8 @@ dead-lettered itself (``x-death``: a quorum queue's delivery limit, a rejection)
 its body and death record instead, equally stable.
 
 **Replay.** On a transacted channel (AMQP ``tx``), per batch: take the dead letters, publish
-each one's fresh kick to its queue, acknowledge the dead letters, commit. The publishes and the
+each one's fresh kick to its queue, acknowledge the dead letters, commit; then write the
+records back to ``pending``. The publishes and the
 acknowledgements take effect together at the commit or not at all: a replaying process killed
 before the commit leaves its batch in the dead-letter queue (RabbitMQ returns what a closed
 channel held, and drops its uncommitted publishes), one killed after it has moved the batch

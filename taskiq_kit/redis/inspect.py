@@ -6,10 +6,10 @@ deleted, so the stream holds only those two kinds), the pending count is what wo
 delayed set's and the dead stream's sizes, and the consumers whose heartbeat is live.
 
 Dead letters are the entries of the dead stream (fields ``data``, ``reason``, ``attempt``,
-``id``); their id is the entry id. A replay prepares a batch's bodies and records first (see
-:mod:`taskiq_kit.inspect.dead_letters`), then one script moves the batch: each entry still in
-the dead stream is appended to the ready stream and deleted from the dead stream in the same
-atomic step, so an interrupted replay has moved each entry once or not at all.
+``id``); their id is the entry id. A replay prepares a batch's new bodies, then one script moves
+the batch: each entry still in the dead stream is appended to the ready stream and deleted from
+the dead stream in the same atomic step, so an interrupted replay has moved each entry once or not
+at all; then the records of the moved ones go back to ``pending``.
 """
 
 from __future__ import annotations
