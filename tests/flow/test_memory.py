@@ -6,6 +6,7 @@ The same code paths run against Redis and PostgreSQL in ``test_processes.py``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -53,7 +54,7 @@ async def test_rate_limit_spaces_runs_and_says_why_in_the_record() -> None:
         assert record.reason == "rate limit 20/1s"
         assert record.due_at is not None
         await _until(lambda: len(starts) == 6)
-        gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
         # 20/s: one run every 50 ms (the timer may fire a little late, never early).
         assert min(gaps) > 0.04
         assert (starts[-1] - starts[0]) == pytest.approx(0.25, abs=0.05)
@@ -152,7 +153,7 @@ async def test_debounce_runs_the_last_kick_and_supersedes_the_others() -> None:
     await broker.startup()
     try:
         kicks = [await reindex.kiq("d1", f"v{i}") for i in range(4)]
-        for task, successor in zip(kicks, kicks[1:], strict=False):
+        for task, successor in itertools.pairwise(kicks):
             record = await get_task_record(broker, task.task_id)
             assert record.status is TaskStatus.ABORTED
             assert record.reason == f"superseded by {successor.task_id}"
