@@ -75,14 +75,19 @@ def statements(table: str) -> dict[str, str]:
             "UPDATE %CLAIMS% SET holder = $3, expires_at = %NOW% + $4 "
             "WHERE key = $1 AND holder = $2 AND expires_at > %NOW% RETURNING 1"
         ),
-        # $1 key, $2 holder, $3 ttl: returns the live holder it replaced (NULL: none).
-        "set_latest": (
-            "WITH c AS (SELECT %NOW% AS now), "
-            "old AS (SELECT holder, expires_at FROM %CLAIMS% WHERE key = $1 FOR UPDATE) "
-            "INSERT INTO %CLAIMS% AS k (key, holder, expires_at) SELECT $1, $2, c.now + $3 "
-            "FROM c ON CONFLICT (key) DO UPDATE SET holder = EXCLUDED.holder, "
-            "expires_at = EXCLUDED.expires_at "
-            "RETURNING (SELECT holder FROM old WHERE old.expires_at > (SELECT now FROM c))"
+        # $1 key, $2 holder, $3 ttl: the holder it replaced when still live (a row: the key
+        # exists; NULL in it: it had run out). The sub-select locks the row first, so it
+        # reads the value this update replaces, even under concurrent updates.
+        "swap_latest": (
+            "WITH c AS (SELECT %NOW% AS now) "
+            "UPDATE %CLAIMS% k SET holder = $2, expires_at = (SELECT now FROM c) + $3 "
+            "FROM (SELECT key, holder, expires_at FROM %CLAIMS% WHERE key = $1 FOR UPDATE) old "
+            "WHERE k.key = old.key "
+            "RETURNING CASE WHEN old.expires_at > (SELECT now FROM c) THEN old.holder END"
+        ),
+        "insert_latest": (
+            "INSERT INTO %CLAIMS% (key, holder, expires_at) VALUES ($1, $2, %NOW% + $3) "
+            "ON CONFLICT (key) DO NOTHING RETURNING 1"
         ),
     }
     names = {
@@ -202,8 +207,14 @@ class PostgresFlowStore:
     async def set_latest(self, key: str, holder: str, ttl: float) -> str | None:
         """See :meth:`~taskiq_kit.flow.store.FlowStore.set_latest`."""
         await self._tables()
-        previous = await self.backend.pool.fetchval(self.sql["set_latest"], key, holder, ttl)
-        return None if previous is None else str(previous)
+        pool = self.backend.pool
+        while True:
+            row = await pool.fetchrow(self.sql["swap_latest"], key, holder, ttl)
+            if row is not None:
+                return None if row[0] is None else str(row[0])
+            if await pool.fetchval(self.sql["insert_latest"], key, holder, ttl) is not None:
+                return None
+            # Another kick inserted the key in between: swap with it.
 
     @reaching
     async def latest(self, key: str) -> str | None:
