@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from taskiq.labels import LabelType
 
-from taskiq_kit.exceptions import FlowStoreError
+from taskiq_kit.exceptions import FlowKeyError, FlowStoreError, InvalidFlowOptionError
 from taskiq_kit.flow import policy as wire
 from taskiq_kit.flow.policy import FlowPolicy, call_key, kick_labels, read_policy
 from taskiq_kit.labels import DELAY, DUE_AT, KICKED_AT, label_float, parse_seconds, read_timing
@@ -50,6 +51,7 @@ SLOT_FIRST_PAUSE = 0.05
 SLOT_LONGEST_PAUSE = 1.0
 #: A rate wait shorter than this runs at once (the transport's own delay is coarser).
 RATE_SLACK = 0.002
+_T = TypeVar("_T")
 _FLOAT = LabelType.FLOAT.value
 _STR = LabelType.STR.value
 
@@ -61,6 +63,15 @@ class KickPlan:
     labels: dict[str, str]
     unique: tuple[str, float] | None = None
     debounce: tuple[str, float] | None = None
+
+
+def _unkeyed(found: FlowPolicy) -> FlowPolicy:
+    """``found`` with its rate and concurrency limits applying to the whole task."""
+    rate, slots = found.rate, found.concurrency
+    return FlowPolicy(
+        rate=None if rate is None else dataclasses.replace(rate, key=None),
+        concurrency=None if slots is None else dataclasses.replace(slots, key=None),
+    )
 
 
 def slot_pause(deferrals: int) -> float:
@@ -299,21 +310,23 @@ class FlowControl:
     async def admit(self, message: TaskiqMessage) -> bool:
         """Whether ``message`` may run now; when not, it was re-scheduled or ended here.
 
-        Runs in the delivery gate, for messages that carry flow labels only.
+        Runs in the delivery gate. A message without flow labels costs nothing, unless its
+        task has flow options here: then it was kicked by a plain taskiq kicker (taskiq's
+        scheduler), and its limits are computed here from its arguments. Store outages are
+        waited out (as the worker's record writes are).
         """
         labels = message.labels
-        if labels.get(wire.FLOW) is None:
+        if labels.get(wire.FLOW) is None and not self._late_labels(message):
             return True
-        store = self.store
         debounce_key = labels.get(wire.DEBOUNCE_KEY)
         if isinstance(debounce_key, str):
-            latest = await store.latest(debounce_key)
+            latest = await self._call(self.store.latest, debounce_key)
             if latest is not None and latest != message.task_id:
                 await self._superseded(message, latest)
                 return False
         slots = wire.read_slots(labels)
-        if slots is not None and not await store.acquire_slot(
-            slots.key, message.task_id, slots.limit, slots.lease
+        if slots is not None and not await self._call(
+            self.store.acquire_slot, slots.key, message.task_id, slots.limit, slots.lease
         ):
             deferrals = int(label_float(labels.get(wire.DEFERRALS)) or 0)
             due_at = time.time() + slot_pause(deferrals)
@@ -321,16 +334,41 @@ class FlowControl:
             return False
         rate = wire.read_rate(labels)
         if rate is not None and labels.pop(wire.RESERVED, None) is None:
-            wait = await store.reserve_rate(rate.key, rate.interval, rate.tolerance)
+            wait = await self._call(
+                self.store.reserve_rate, rate.key, rate.interval, rate.tolerance
+            )
             if wait > RATE_SLACK:
                 if slots is not None:
-                    await store.release_slot(slots.key, message.task_id)
+                    await self._call(self.store.release_slot, slots.key, message.task_id)
                 labels[wire.RESERVED] = "1"
                 self._type(message, wire.RESERVED, _STR)
                 await self._defer(message, time.time() + wait, f"rate limit {rate.shown}")
                 return False
         if slots is not None:
             self._hold(message.task_id, slots.key, slots.lease)
+        return True
+
+    async def _call(self, function: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+        """``function(*args)`` on the store, waiting out an outage in a worker."""
+        guard = self.broker.lifecycle.guard
+        if guard is None:
+            return await function(*args)
+        return await guard.call(function, *args)
+
+    def _late_labels(self, message: TaskiqMessage) -> bool:
+        """Add the limits of a task with flow options kicked without them; whether it has any."""
+        found = self.policies.get(message.task_name)
+        if found is None or (found.rate is None and found.concurrency is None):
+            return False
+        args, kwargs = self._named(message.task_name, tuple(message.args), message.kwargs)
+        try:
+            added = kick_labels(found, message.labels, message.task_name, args, kwargs)
+        except (FlowKeyError, InvalidFlowOptionError) as exc:
+            logger.warning("Task %s: %s; its limits apply to the whole task.", message.task_id, exc)
+            added = kick_labels(_unkeyed(found), {}, message.task_name, (), {})
+        message.labels.update(added)
+        for name in added:
+            self._type(message, name, _STR)
         return True
 
     async def _superseded(self, message: TaskiqMessage, latest: str) -> None:

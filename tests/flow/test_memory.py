@@ -230,3 +230,27 @@ def test_rate_text_forms() -> None:
     assert RateLimit.parse("3600/h").interval == pytest.approx(1.0)
     assert RateLimit.parse("2/30").interval == pytest.approx(15.0)
     assert RateLimit.parse("1/d").per == 86_400.0
+
+
+async def test_a_plain_taskiq_kick_is_limited_too() -> None:
+    """taskiq's own kicker (as its scheduler uses) sends no flow labels: the worker adds them."""
+    from taskiq.kicker import AsyncKicker  # noqa: PLC0415
+
+    broker = _broker()
+    starts: list[float] = []
+
+    @broker.task(rate_limit=RateLimit(1, per=10.0, key=lambda customer, **_: customer))
+    async def charge(customer: str) -> None:
+        starts.append(time.monotonic())
+
+    await broker.startup()
+    try:
+        for customer in ("a", "a", "b"):
+            kicker: AsyncKicker[Any, Any] = AsyncKicker(
+                task_name=charge.task_name, broker=broker, labels=dict(charge.labels)
+            )
+            await kicker.kiq(customer=customer)
+        await _until(lambda: len(starts) == 2)
+        assert broker.flow.deferred == 1  # the second "a" waits; "b" has its own limit
+    finally:
+        await broker.shutdown()

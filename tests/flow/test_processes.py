@@ -189,9 +189,7 @@ async def test_a_killed_worker_does_not_leak_its_slot(tmp_path: Path, redis_url:
             assert holder is not None
             await holder.kiq("stuck")
             holder_key = key(name, "holder")
-            await eventually(
-                lambda: client.llen(holder_key), 30, "the stuck task to take the slot"
-            )
+            await eventually(lambda: client.llen(holder_key), 30, "the stuck task to take the slot")
             waiting = await holder.kiq("next")
             # It keeps being put off while the stuck task holds the slot (the worker is alive).
             await eventually(
@@ -237,7 +235,9 @@ async def test_unique_kicks_from_several_processes_share_one_task(
             await eventually(
                 lambda: _length(client, key(name, "kicks:unique"), 20), 30, "the kicks"
             )
-            ids = {value.decode() for value in await client.lrange(key(name, "kicks:unique"), 0, -1)}
+            ids = {
+                value.decode() for value in await client.lrange(key(name, "kicks:unique"), 0, -1)
+            }
             assert len(ids) == 1
             unique = broker.find_task("unique")
             assert unique is not None
@@ -248,9 +248,7 @@ async def test_unique_kicks_from_several_processes_share_one_task(
             finished = await get_task_record(broker, task_id)
             if not finished.status.is_final:
                 assert handle.task_id == task_id
-            await eventually(
-                lambda: _final(broker, task_id), 30, "the unique task to finish"
-            )
+            await eventually(lambda: _final(broker, task_id), 30, "the unique task to finish")
         assert int(await client.get(key(name, "unique-runs")) or 0) == 1
 
 
