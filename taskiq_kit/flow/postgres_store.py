@@ -89,6 +89,15 @@ def statements(table: str) -> dict[str, str]:
             "INSERT INTO %CLAIMS% (key, holder, expires_at) VALUES ($1, $2, %NOW% + $3) "
             "ON CONFLICT (key) DO NOTHING RETURNING 1"
         ),
+        # Rows that mean nothing any more (a past arrival time is no limit), bounded per call.
+        "purge": (
+            "WITH r AS (DELETE FROM %RATE% WHERE ctid = ANY(ARRAY(SELECT ctid FROM %RATE% "
+            "WHERE tat < %NOW% LIMIT 1000))), "
+            "s AS (DELETE FROM %SLOTS% WHERE ctid = ANY(ARRAY(SELECT ctid FROM %SLOTS% "
+            "WHERE expires_at < %NOW% LIMIT 1000))) "
+            "DELETE FROM %CLAIMS% WHERE ctid = ANY(ARRAY(SELECT ctid FROM %CLAIMS% "
+            "WHERE expires_at < %NOW% LIMIT 1000))"
+        ),
     }
     names = {
         "%RATE%": f"{table}_flow_rate",
@@ -115,6 +124,8 @@ class PostgresFlowStore:
 
     #: Tries of a slot whose free number another worker took in the same instant.
     _SLOT_TRIES = 3
+    #: Calls between two purges of the rows that ran out.
+    PURGE_EVERY = 1000
 
     def __init__(self, backend: PostgresResultBackend[Any]) -> None:
         self.backend = backend
@@ -124,6 +135,7 @@ class PostgresFlowStore:
         self.sql = statements(backend.table)
         self._ready = False
         self._lock = asyncio.Lock()
+        self._calls = 0
 
     @property
     def target(self) -> str:
@@ -132,6 +144,9 @@ class PostgresFlowStore:
 
     async def _tables(self) -> None:
         if self._ready:
+            self._calls += 1
+            if self._calls % self.PURGE_EVERY == 0:
+                await self.purge()
             return
         async with self._lock:
             if self._ready:
@@ -143,6 +158,10 @@ class PostgresFlowStore:
                 )
                 await conn.execute(self.sql["schema"])
             self._ready = True
+
+    async def purge(self) -> None:
+        """Delete rows that ran out (at most a thousand of each kind); they limit nothing."""
+        await self.backend.pool.execute(self.sql["purge"])
 
     @reaching
     async def reserve_rate(self, key: str, interval: float, tolerance: float) -> float:

@@ -112,3 +112,27 @@ async def test_claims_and_latest(store: FlowStore) -> None:
     assert sorted(p for p in previous if p is not None) == sorted(
         {f"k{i}" for i in range(1, 8)} - {latest}
     )
+
+
+async def test_postgres_purge_deletes_only_rows_that_ran_out(postgres_url: str) -> None:
+    name = f"kit_flow_{uuid.uuid4().hex[:10]}"
+    backend: PostgresResultBackend[Any] = PostgresResultBackend(postgres_url, table=name)
+    await backend.startup()
+    try:
+        store = PostgresFlowStore(backend)
+        await store.reserve_rate("gone", 0.05, 0.0)
+        await store.reserve_rate("kept", 3600.0, 0.0)
+        await store.claim("old", "a", 0.05)
+        await store.claim("live", "b", 60.0)
+        await asyncio.sleep(0.1)
+        await store.purge()
+        rates = await backend.pool.fetch(f"SELECT key FROM {name}_flow_rate")
+        claims = await backend.pool.fetch(f"SELECT key FROM {name}_flow_claims")
+        assert [row["key"] for row in rates] == ["kept"]
+        assert [row["key"] for row in claims] == ["live"]
+    finally:
+        await backend.shutdown()
+        conn = await asyncpg.connect(postgres_url)
+        for suffix in ("", "_flow_rate", "_flow_slots", "_flow_claims"):
+            await conn.execute(f"DROP TABLE IF EXISTS {name}{suffix}")
+        await conn.close()
