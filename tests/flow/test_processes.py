@@ -22,12 +22,22 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import asyncpg
 import pytest
 from redis.asyncio import Redis
 
 from taskiq_kit import KitBroker, TaskStatus, get_task_record
-from tests.flow.worker_app import CAPPED_LIMIT, HOLDER_LEASE, POSTGRES_URL, REDIS_URL, build, key
+from taskiq_kit.rabbit import RabbitBroker
+from tests.flow.worker_app import (
+    AMQP_URL,
+    CAPPED_LIMIT,
+    HOLDER_LEASE,
+    POSTGRES_URL,
+    REDIS_URL,
+    build,
+    key,
+)
 from tests.processes import spawned
 from tests.redis.waiting import eventually
 
@@ -61,7 +71,7 @@ def kickers(config: str, name: str, task: str, count: int, processes: int) -> It
         yield
 
 
-async def _cleanup(config: str, name: str) -> None:
+async def _cleanup(config: str, name: str, broker: KitBroker) -> None:
     client = Redis.from_url(REDIS_URL)
     try:
         keys = [found async for found in client.scan_iter(match=f"*{name}*", count=1000)]
@@ -69,6 +79,14 @@ async def _cleanup(config: str, name: str) -> None:
             await client.delete(*keys)
     finally:
         await client.aclose()
+    if isinstance(broker, RabbitBroker):
+        async with await aio_pika.connect(AMQP_URL) as connection:
+            channel = await connection.channel()
+            levels = broker.topology.levels
+            for queue in broker.names.all_queues(levels):
+                await channel.queue_delete(queue)
+            for exchange in broker.names.all_exchanges(levels):
+                await channel.exchange_delete(exchange)
     if config == "pg":
         conn = await asyncpg.connect(POSTGRES_URL)
         try:
@@ -94,7 +112,7 @@ async def app(config: str) -> AsyncIterator[tuple[KitBroker, str, Redis]]:
     finally:
         await broker.shutdown()
         await client.aclose()
-        await _cleanup(config, name)
+        await _cleanup(config, name, broker)
 
 
 def _options(task: Any) -> dict[str, Any]:
@@ -159,11 +177,12 @@ def _max_overlap(events: list[bytes]) -> tuple[int, int]:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("config", ["redis", "pg"])
+@pytest.mark.parametrize("config", ["redis", "pg", "rabbit"])
 async def test_never_more_than_n_at_once(
-    config: str, tmp_path: Path, redis_url: str, postgres_url: str
+    config: str, tmp_path: Path, redis_url: str, postgres_url: str, amqp_url: str
 ) -> None:
-    """20 concurrent kicks of a ``concurrency=3`` task on three worker processes."""
+    """20 concurrent kicks of a ``concurrency=3`` task on three worker processes (the tasks
+    without a slot go back through each transport's delay path: Redis, RabbitMQ)."""
     async with app(config) as (broker, name, client):
         with workers(config, name, tmp_path / "workers.log"):
             capped = broker.find_task("capped")

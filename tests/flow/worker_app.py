@@ -1,7 +1,7 @@
 """A broker module for ``taskiq worker tests.flow.worker_app:broker`` in the flow tests.
 
 Configured from the environment: ``KIT_TEST_CONFIG`` (``redis``: Redis broker and store;
-``pg``: Redis broker, PostgreSQL store), ``KIT_TEST_NAME`` (queue, key prefix and table),
+``pg``: Redis broker, PostgreSQL store; ``rabbit``: RabbitMQ broker, Redis store), ``KIT_TEST_NAME`` (queue, key prefix and table),
 ``KIT_FLOW_RATE`` (the ``limited`` task's rate limit, default ``10/s``). The tasks record what
 they do in Redis under ``kit-test:{<name>}:*`` (see :func:`key`), so the tests can count runs
 and compute overlaps across processes.
@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from taskiq_kit import KitBroker, make_broker
 from taskiq_kit.flow import Concurrency, Debounce
 
+AMQP_URL = os.environ.get("TASKIQ_KIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("TASKIQ_KIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("TASKIQ_KIT_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 #: Concurrency of ``capped``; lease of ``holder``'s slot (seconds).
@@ -28,6 +29,15 @@ HOLDER_LEASE = 2.0
 
 def build(config: str, name: str, **options: Any) -> KitBroker:
     """The broker of ``config``, its queue, keys and table named after ``name``."""
+    if config == "rabbit":
+        return make_broker(
+            AMQP_URL,
+            result_url=REDIS_URL,
+            result_options={"prefix": name},
+            exchange=name,
+            queue_name=name,
+            **options,
+        )
     common: dict[str, Any] = {"queue_name": name, "key_prefix": name, **options}
     if config == "redis":
         return make_broker(REDIS_URL, result_options={"prefix": name}, **common)
