@@ -221,7 +221,13 @@ class FlowControl:
 
         Returns what ``send()`` returns, or ``handle(existing_task_id)`` for a unique task
         whose key another kick already holds.
+
+        Raises:
+            FlowStoreError: when the broker's store lives in this process only and tasks run
+                in others (limits could not be shared).
+
         """
+        self.store  # noqa: B018 - raises FlowStoreError for a store only this process sees
         labels, task_id = kicker.labels, kicker.custom_task_id
         kicker.labels = {**labels, **plan.labels}
         try:

@@ -254,3 +254,17 @@ async def test_a_plain_taskiq_kick_is_limited_too() -> None:
         assert broker.flow.deferred == 1  # the second "a" waits; "b" has its own limit
     finally:
         await broker.shutdown()
+
+
+async def test_a_store_of_one_process_is_refused_when_tasks_run_elsewhere() -> None:
+    """``amqp://`` without ``result_url``: limits kept per process would be wrong; refused."""
+    from taskiq_kit.exceptions import FlowStoreError  # noqa: PLC0415
+
+    broker = make_broker("amqp://guest:guest@127.0.0.1:5672/")
+
+    @broker.task(concurrency=1)
+    async def capped() -> None:
+        return None
+
+    with pytest.raises(FlowStoreError, match="result_url="):
+        await capped.kiq()
