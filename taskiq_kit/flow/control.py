@@ -96,6 +96,7 @@ class FlowControl:
         #: Slots held by runs of this process: task id -> (key, lease seconds).
         self._held: dict[str, tuple[str, float]] = {}
         self._renewer: asyncio.Task[None] | None = None
+        self._pause = 0.0
         self._releases: set[asyncio.Task[None]] = set()
         #: Deliveries this process put off (re-scheduled) or dropped as superseded.
         self.deferred = 0
@@ -433,14 +434,18 @@ class FlowControl:
     def _hold(self, task_id: str, key: str, lease: float) -> None:
         self._held[task_id] = (key, lease)
         renewer = self._renewer
+        if renewer is not None and not renewer.done() and lease / 3 < self._pause:
+            renewer.cancel()  # it sleeps longer than this lease allows: start again
+            renewer = None
         if renewer is None or renewer.done():
+            self._pause = lease / 3
             self._renewer = asyncio.create_task(self._renew_forever())
 
     async def _renew_forever(self) -> None:
         """Renew the leases of the slots held here every third of the shortest lease."""
         while self._held:
-            pause = min(lease for _, lease in self._held.values()) / 3
-            await asyncio.sleep(pause)
+            self._pause = min(lease for _, lease in self._held.values()) / 3
+            await asyncio.sleep(self._pause)
             held = [(key, task_id, lease) for task_id, (key, lease) in self._held.items()]
             if not held:
                 return

@@ -268,3 +268,30 @@ async def test_a_store_of_one_process_is_refused_when_tasks_run_elsewhere() -> N
 
     with pytest.raises(FlowStoreError, match="result_url="):
         await capped.kiq()
+
+
+async def test_a_slot_is_renewed_while_its_run_outlasts_the_lease() -> None:
+    broker = _broker()
+    running = 0
+    most = 0
+    done: list[int] = []
+
+    @broker.task(concurrency=Concurrency(1, lease=1.0))
+    async def slow(i: int) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(1.5)  # longer than the lease: only renewals keep the slot
+        running -= 1
+        done.append(i)
+
+    await broker.startup()
+    try:
+        await slow.kiq(1)
+        await _until(lambda: running == 1)
+        await slow.kiq(2)
+        await _until(lambda: len(done) == 2)
+        assert most == 1
+        assert done == [1, 2]
+    finally:
+        await broker.shutdown()
