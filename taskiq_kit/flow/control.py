@@ -24,7 +24,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from taskiq.labels import LabelType
 
@@ -37,12 +37,14 @@ from taskiq_kit.results.lifecycle import attempt_of
 from taskiq_kit.results.record import FINAL_VALUES, TaskStatus
 
 if TYPE_CHECKING:
+    from taskiq.abc.formatter import TaskiqFormatter
     from taskiq.decor import AsyncTaskiqDecoratedTask
     from taskiq.kicker import AsyncKicker
-    from taskiq.message import TaskiqMessage
+    from taskiq.message import BrokerMessage, TaskiqMessage
 
-    from taskiq_kit.base import KitBroker
     from taskiq_kit.flow.store import FlowStore
+    from taskiq_kit.results.backend import KitResultBackend
+    from taskiq_kit.results.lifecycle import TaskLifecycle
 
 logger = logging.getLogger("taskiq_kit.flow")
 
@@ -80,6 +82,27 @@ def slot_pause(deferrals: int) -> float:
     return float(pause * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not security
 
 
+class FlowBroker(Protocol):
+    """What flow control needs of its broker (a :class:`~taskiq_kit.base.KitBroker`)."""
+
+    runs_elsewhere: bool
+    formatter: TaskiqFormatter
+
+    @property
+    def result_backend(self) -> KitResultBackend[Any]:
+        """The broker's result store."""
+
+    @property
+    def lifecycle(self) -> TaskLifecycle:
+        """The owner of the broker's record transitions."""
+
+    def id_generator(self) -> str:
+        """A new task id."""
+
+    async def publish(self, message: BrokerMessage, timing: _Timing) -> None:
+        """Send ``message`` so that it is delivered no earlier than ``timing.due_at``."""
+
+
 class FlowControl:
     """Rate limits, concurrency limits, unique and debounced tasks of one broker.
 
@@ -88,7 +111,7 @@ class FlowControl:
 
     """
 
-    def __init__(self, broker: KitBroker) -> None:
+    def __init__(self, broker: FlowBroker) -> None:
         self.broker = broker
         self.policies: dict[str, FlowPolicy] = {}
         self._signatures: dict[str, inspect.Signature] = {}
