@@ -198,10 +198,12 @@ async def test_never_more_than_n_at_once(
 
 
 @pytest.mark.timeout(90)
-async def test_a_killed_worker_does_not_leak_its_slot(tmp_path: Path, redis_url: str) -> None:
+@pytest.mark.parametrize("config", ["redis", "pg"])
+async def test_a_killed_worker_does_not_leak_its_slot(
+    config: str, tmp_path: Path, redis_url: str, postgres_url: str
+) -> None:
     """SIGKILL the worker process running the only slot's holder: the next task gets the slot
     once the lease (``HOLDER_LEASE`` s) runs out, and the two never overlap."""
-    config = "redis"
     async with app(config) as (broker, name, client):
         with workers(config, name, tmp_path / "workers.log", processes=2):
             holder = broker.find_task("holder")
@@ -237,11 +239,11 @@ async def _reason_is(broker: KitBroker, task_id: str, reason: str) -> bool:
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("config", ["redis", "pg"])
 async def test_unique_kicks_from_several_processes_share_one_task(
-    tmp_path: Path, redis_url: str
+    config: str, tmp_path: Path, redis_url: str, postgres_url: str
 ) -> None:
     """4 processes kick ``unique(7)`` 5 times each, at once: one task id, one run."""
-    config = "redis"
     async with app(config) as (broker, name, client):
         with (
             workers(config, name, tmp_path / "workers.log", processes=2),
@@ -272,12 +274,12 @@ async def test_unique_kicks_from_several_processes_share_one_task(
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("config", ["redis", "pg"])
 async def test_debounced_kicks_from_several_processes_run_the_last_one(
-    tmp_path: Path, redis_url: str
+    config: str, tmp_path: Path, redis_url: str, postgres_url: str
 ) -> None:
     """4 processes kick ``debounced("doc-1", ...)`` 5 times each, at once: one run, the others
     ``aborted`` with the reason ``superseded by <task id>``."""
-    config = "redis"
     async with app(config) as (broker, name, client):
         with (
             workers(config, name, tmp_path / "workers.log", processes=2),
