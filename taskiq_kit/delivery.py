@@ -228,6 +228,7 @@ class DeliveryGate:
         drop = await self._verdict(message, delivery.attempt)
         if drop is None and self.flow is not None and not await self.flow(message):
             drop = _Drop()  # re-scheduled by flow control, or superseded: settled below
+            self._runs.pop(message.task_id, None)  # its run is numbered when it comes back
         if drop is None:
             if self.hand_off is not None:
                 self.hand_off(delivery.data, message)
