@@ -84,7 +84,9 @@ class Example:
         return task_id
 
     def task(self, task_id: str) -> dict[str, Any]:
-        info: dict[str, Any] = self.http.get(f"/tasks/{task_id}").json()
+        answer = self.http.get(f"/tasks/{task_id}")
+        assert answer.status_code == 200, (answer.status_code, answer.text)
+        info: dict[str, Any] = answer.json()
         return info
 
     def wait_for(

@@ -18,8 +18,10 @@ from taskiq_kit import KitBroker, get_status, make_broker
 from taskiq_kit.dashboard import dashboard_router
 from taskiq_kit.exceptions import AnonymousRouterError
 from taskiq_kit.fastapi import kit_lifespan
+from taskiq_kit.inspect import list_dead_letters
 from tests.fastapi.app import Tasks, register_tasks
 from tests.fastapi.conftest import serve
+from tests.inspect.dead_letters_support import eventually, task_body
 
 PASSWORD = "s3cret"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()}
@@ -238,3 +240,48 @@ async def test_live_stream_follows_progress_to_the_end(site: Site) -> None:
     assert '"status": "success"' in events[-2][1]
     assert names.count("progress") >= 2
     await asyncio.sleep(0)
+
+
+async def test_dead_letters_listed_deleted_and_replayed(site: Site) -> None:
+    for _ in range(3):
+        await site.broker.kick(task_body(site.broker, "t.unknown"))
+    await eventually(
+        lambda: _total(site.broker, 3), timeout=5, what="three dead letters of an unknown task"
+    )
+    page = await site.http.get(f"{site.base}/dead-letters", headers=AUTH)
+    ids = re.findall(r'name="ids" value="([^"]+)"', page.text)
+    assert len(ids) == 3
+    assert page.text.count("unknown task &#39;t.unknown&#39;") == 3
+    token = token_of(page)
+    url = f"{site.base}/actions/dead-letters"
+
+    deleted = await site.http.post(
+        url, data={"csrf": token, "op": "delete", "ids": ids[:2]}, headers=AUTH
+    )
+    assert deleted.status_code == 303
+    assert await _total(site.broker, 1)
+    shown = await site.http.get(deleted.headers["location"], headers=AUTH)
+    assert "deleted 2 dead letter(s)" in shown.text
+    assert re.findall(r'name="ids" value="([^"]+)"', shown.text) == ids[2:]
+
+    again = await site.http.post(url, data={"csrf": token, "row_delete": ids[0]}, headers=AUTH)
+    assert "no longer there" in (await site.http.get(again.headers["location"], headers=AUTH)).text
+    nothing = await site.http.post(url, data={"csrf": token, "op": "replay"}, headers=AUTH)
+    assert (
+        "no dead letter selected"
+        in (await site.http.get(nothing.headers["location"], headers=AUTH)).text
+    )
+
+    replayed = await site.http.post(url, data={"csrf": token, "op": "replay_all"}, headers=AUTH)
+    assert (
+        "replayed 1 dead letter(s)"
+        in (await site.http.get(replayed.headers["location"], headers=AUTH)).text
+    )
+    # Still unknown to the worker: back in the dead letters, and then purged.
+    await eventually(lambda: _total(site.broker, 1), timeout=5, what="the replayed letter back")
+    await site.http.post(url, data={"csrf": token, "op": "purge"}, headers=AUTH)
+    assert await _total(site.broker, 0)
+
+
+async def _total(broker: KitBroker, expected: int) -> bool:
+    return (await list_dead_letters(broker)).total == expected
