@@ -73,7 +73,7 @@ class KitBroker(AsyncBroker):
     runs_elsewhere = True
     #: Seconds between a worker process's heartbeats in the worker registry (see
     #: :func:`taskiq_kit.inspect.list_workers`); a worker is dropped three of them after its last.
-    heartbeat_interval: float = HEARTBEAT_INTERVAL
+    worker_heartbeat: float = HEARTBEAT_INTERVAL
 
     def __init__(
         self,
@@ -171,7 +171,7 @@ class KitBroker(AsyncBroker):
                 backend,
                 self.status.stats,
                 self.consumed_queues,
-                interval=self.heartbeat_interval,
+                interval=self.worker_heartbeat,
             )
             await self.heartbeat.start()
 

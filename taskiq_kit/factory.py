@@ -157,7 +157,7 @@ def make_broker(
             ``result_ttl`` (seconds, or ``None`` to keep) is given to the result backend,
             ``connect_timeout`` to both the broker and the result backend; ``record_args``
             and ``record_args_limit`` to the result backend (what task records keep of their
-            arguments); ``heartbeat_interval`` (seconds) sets the worker registry's heartbeats.
+            arguments); ``worker_heartbeat`` (seconds) sets the worker registry's heartbeats.
 
     Returns:
         The broker. Call ``await broker.startup()`` (FastAPI: the kit's lifespan does) before kicking.
@@ -181,9 +181,9 @@ def make_broker(
         raise InvalidOptionError(option="result_backend", reason=reason)
     explicit = {name: options.pop(name) for name in SETTING_OPTIONS if name in options}
     for_store = {name: options.pop(name) for name in STORE_OPTIONS if name in options}
-    heartbeat = options.pop("heartbeat_interval", None)
+    heartbeat = options.pop("worker_heartbeat", None)
     if heartbeat is not None:
-        check_value("heartbeat_interval", heartbeat, float)
+        check_value("worker_heartbeat", heartbeat, float)
     config = _settings(settings, explicit)
     if url is None:
         url = config.broker_url.get_secret_value()
@@ -205,7 +205,7 @@ def make_broker(
     logger.debug("Building a %s broker for %s.", parsed.scheme, redact(parsed.url))
     broker = _make(parsed, cls, backend, store_url=store_url, store_scheme=store_scheme, **options)
     if heartbeat is not None:
-        broker.heartbeat_interval = float(heartbeat)
+        broker.worker_heartbeat = float(heartbeat)
     return broker
 
 

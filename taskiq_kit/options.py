@@ -46,7 +46,7 @@ RANGES: dict[str, FieldInfo] = {
     "max_connections": Field(ge=1),
     "max_entries": Field(ge=1),
     "record_args_limit": Field(ge=16),
-    "heartbeat_interval": Field(gt=0),
+    "worker_heartbeat": Field(gt=0),
 }
 #: Constructor parameters that ``make_broker`` fills itself.
 _FILLED = frozenset({"self", "url", "result_backend"})

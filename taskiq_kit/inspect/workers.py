@@ -66,7 +66,7 @@ def cli_concurrency(argv: list[str] | None = None) -> int | None:
     ``None`` outside ``taskiq worker`` (the kit cannot tell).
     """
     args = sys.argv if argv is None else argv
-    if "worker" not in args[1:3]:
+    if "worker" not in args[:3]:
         return None
     for index, arg in enumerate(args):
         value: str | None = None
