@@ -10,7 +10,10 @@ Keys, all under one hash tag (``<prefix>:{index}:...``, see
   it under, so it can be moved or dropped without reading its record);
 * ``expiry``: task id -> the unix milliseconds its record expires at (the record's TTL only
   grows, so does this score; ``ZADD GT``). Entries past it are dropped (``index_trim``) by every
-  write call (a few) and before every read (all of them): the index never outlives its records.
+  write call (as many as it wrote, and ten more) and before every read (up to 10,000): the index
+  does not outlive its records. Reads also drop entries whose record is gone.
+
+Needs Redis 6.2 or later (``ZADD GT``); the scripts read the server's clock (``TIME``).
 
 **One round trip, single server.** :data:`INDEX_LIB` is a Lua library (functions only) that the
 record script (:data:`taskiq_kit.results.redis_writes.WRITE_RECORDS`) includes: each applied
@@ -136,7 +139,7 @@ LIST_TASKS = (
     + """
 local ix = ARGV[1]
 local now_ms = ix_now_ms()
-while index_trim(ix, now_ms, 500) == 500 do end
+for _ = 1, 20 do if index_trim(ix, now_ms, 500) < 500 then break end end
 local base, maxs, mins = ix .. ARGV[2], ARGV[3], ARGV[4]
 local cid, cat = ARGV[5], tonumber(ARGV[6])
 local want, codes, name, queue, search = tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10], ARGV[11]
@@ -188,7 +191,7 @@ COUNT_TASKS = (
     + """
 local ix = ARGV[1]
 local now_ms = ix_now_ms()
-while index_trim(ix, now_ms, 500) == 500 do end
+for _ = 1, 20 do if index_trim(ix, now_ms, 500) < 500 then break end end
 local mins, maxs, name, queue, search = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local out = {}
 if name == '' and queue == '' and search == '' then

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from taskiq.middlewares import SimpleRetryMiddleware
 
 from taskiq_kit import KitBroker
 from taskiq_kit.exceptions import InvalidCursorError, InvalidQueryError
@@ -249,3 +250,29 @@ async def test_bad_input_raises_typed_errors(make_kit: MakeBroker) -> None:
     # The cursor still works with its own filters.
     rest = await list_tasks(broker, limit=1, cursor=page.next_cursor)
     assert rest.tasks[0].task_id != page.tasks[0].task_id
+
+
+async def test_a_retry_continues_the_timeline(make_kit: MakeBroker) -> None:
+    broker = await make_kit()
+    broker.add_middlewares(SimpleRetryMiddleware(default_retry_count=2))
+    runs: list[int] = []
+
+    @broker.task(task_name="inspect.flaky", retry_on_error=True)
+    async def flaky() -> str:
+        runs.append(1)
+        if len(runs) == 1:
+            raise ValueError("first run fails")
+        return "ok"
+
+    task = await flaky.kiq()
+    result = await task.wait_result(timeout=10)
+    assert result.return_value == "ok"
+    (record,) = (await list_tasks(broker, task_name="inspect.flaky")).tasks
+    assert record.attempt == 2
+    assert [status for status, _ in record.timeline] == [
+        "pending",
+        "started",
+        "retrying",
+        "started",
+        "success",
+    ]
