@@ -26,7 +26,7 @@ async def test_old_table_is_migrated_and_its_rows_listed(postgres_url: str) -> N
         kicked = time.time()
         record = {"status": "success", "task_name": "old.task", "kicked_at": kicked}
         await conn.execute(
-            f'INSERT INTO "{table}" (task_id, record, expires_at) '  # noqa: S608
+            f'INSERT INTO "{table}" (task_id, record, expires_at) '
             "VALUES ('old-1', $1::jsonb, now() + interval '1 hour')",
             json.dumps(record),
         )
