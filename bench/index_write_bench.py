@@ -4,7 +4,7 @@ Redis: sends the lifecycle's writes of ``--tasks`` tasks (kick, start, success: 
 batches of ``--batch`` per script call, as the lifecycle batches them) through the record script
 with the index (the kit's ``WRITE_RECORDS``) and without it (the same records, no index moves),
 interleaved, and prints the median server time per write (``INFO commandstats``) and wall time
-per batch of each. PostgreSQL (``--store postgres``): the same writes through the store's
+per batch of each, and the index's memory per task. PostgreSQL (``--store postgres``): the same writes through the store's
 ``write_records`` into a table with the index's columns and indexes and into one without them
 (the schema before the index), interleaved; median wall time per batch.
 
@@ -132,6 +132,7 @@ async def main() -> None:
         return
     client = Redis.from_url(URL)
     results: dict[str, list[tuple[float, float]]] = {"with index": [], "without index": []}
+    memory: list[float] = []
     try:
         for _ in range(options.rounds):
             for name, script in (
@@ -142,6 +143,13 @@ async def main() -> None:
                 results[name].append(
                     await run(client, script, prefix, options.tasks, options.batch)
                 )
+                if name == "with index":
+                    index = ResultKeys(prefix).index()
+                    used = [
+                        await client.memory_usage(key, samples=0) or 0
+                        async for key in client.scan_iter(match=f"{index}*")
+                    ]
+                    memory.append(sum(used) / options.tasks)
                 async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
                     await client.unlink(key)
     finally:
@@ -157,6 +165,7 @@ async def main() -> None:
     with_index = statistics.median(row[0] for row in results["with index"])
     without = statistics.median(row[0] for row in results["without index"])
     print(f"  index cost: +{with_index - without:.1f} us of Redis time per write")
+    print(f"  index memory: {statistics.median(memory):.0f} bytes per task (MEMORY USAGE)")
 
 
 if __name__ == "__main__":
