@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from taskiq_kit import make_broker
@@ -24,6 +26,7 @@ def test_inspect_options_reach_the_store_and_the_broker() -> None:
     ("option", "value"),
     [("record_args", "yes"), ("record_args_limit", 8), ("worker_heartbeat", 0)],
 )
-def test_bad_inspect_options_are_refused(option: str, value: object) -> None:
+def test_bad_inspect_options_are_refused(option: str, value: Any) -> None:
+    options: dict[str, Any] = {option: value}
     with pytest.raises(InvalidOptionError, match=option):
-        make_broker("memory://", **{option: value})
+        make_broker("memory://", **options)
