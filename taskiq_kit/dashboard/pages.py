@@ -261,5 +261,11 @@ async def workers(site: Site, request: Request) -> HTMLResponse:
         request,
         "workers.html",
         "workers",
-        {"workers": items or [], "error": error, "now": time.time()},
+        {
+            "workers": items or [],
+            "error": error,
+            "now": time.time(),
+            # A worker this long without a heartbeat has probably stopped (it is dropped later).
+            "silent_after": 1.5 * float(getattr(site.broker, "worker_heartbeat", 10.0)),
+        },
     )

@@ -285,3 +285,24 @@ async def test_dead_letters_listed_deleted_and_replayed(site: Site) -> None:
 
 async def _total(broker: KitBroker, expected: int) -> bool:
     return (await list_dead_letters(broker)).total == expected
+
+
+async def test_run_again_sends_the_same_arguments(site: Site) -> None:
+    first = await site.tasks.add.kiq(20, 22)
+    assert (await first.wait_result(timeout=5)).return_value == 42
+    page = await site.http.get(f"{site.base}/task", params={"id": first.task_id}, headers=AUTH)
+    assert '<pre id="args">[\n  20,\n  22\n]</pre>' in page.text
+    answer = await site.http.post(
+        f"{site.base}/actions/rerun",
+        data={"csrf": token_of(page), "task_id": first.task_id},
+        headers=AUTH,
+    )
+    assert answer.status_code == 303
+    new_id = answer.headers["location"].rsplit("id=", 1)[1]
+    assert new_id != first.task_id
+    backend = site.broker.result_backend
+    await eventually(lambda: backend.is_result_ready(new_id), timeout=5, what="the new run")
+    result = await backend.get_result(new_id)
+    assert result.return_value == 42
+    shown = await site.http.get(answer.headers["location"], headers=AUTH)
+    assert f"sent t.add again as {new_id}" in shown.text

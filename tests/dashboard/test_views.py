@@ -38,9 +38,6 @@ def test_timeline_from_the_record_times() -> None:
 def test_timeline_kept_by_the_store_wins_and_keeps_the_abort() -> None:
     kept = [(TaskStatus.PENDING, 1.0), (TaskStatus.STARTED, 2.0), (TaskStatus.ABORTED, 4.0)]
     found = timeline(record(status="aborted", kicked_at=1.0, abort_requested_at=3.0, timeline=kept))
-    if "timeline" not in TaskRecord.model_fields:  # stores that keep no timeline yet
-        assert [step.status for step in found] == ["pending", "abort requested"]
-        return
     assert [(step.status, step.at) for step in found] == [
         ("pending", 1.0),
         ("started", 2.0),
@@ -50,10 +47,6 @@ def test_timeline_kept_by_the_store_wins_and_keeps_the_abort() -> None:
 
 
 def test_arguments_kept_as_json_text_show_and_run_again() -> None:
-    if "args" not in TaskRecord.model_fields:
-        assert arguments(record()) == (None, None)
-        assert not can_rerun(record(task_name="t"))
-        return
     whole = record(task_name="t", args=json.dumps([1, "a"]), kwargs=json.dumps({"k": 2}))
     assert arguments(whole) == ('[\n  1,\n  "a"\n]', '{\n  "k": 2\n}')
     assert rerun_arguments(whole) == ([1, "a"], {"k": 2})
