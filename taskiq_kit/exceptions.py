@@ -272,11 +272,12 @@ class InvalidProgressError(TaskiqKitError, ValueError):
 
 
 class AnonymousRouterError(TaskiqKitError, ValueError):
-    """A tasks router was built with no dependency guarding it and without ``allow_anonymous``."""
+    """A tasks router or dashboard was built with no dependency guarding it, without ``allow_anonymous``."""
 
     __template__ = (
-        "tasks_router() got no dependencies, so anyone could read results and abort tasks: "
-        "pass your auth dependency, e.g. `tasks_router(broker, dependencies=[Depends(verify_token)])`, "
+        "tasks_router() / dashboard_router() got no dependencies, so anyone could read results and "
+        "abort tasks: pass your auth dependency, e.g. "
+        "`tasks_router(broker, dependencies=[Depends(verify_token)])`, "
         "or `allow_anonymous=True` when the routes are protected elsewhere (app or include_router "
         "dependencies, a gateway) or need no protection"
     )

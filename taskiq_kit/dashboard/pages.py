@@ -69,6 +69,11 @@ async def _attempt(coro: Any) -> tuple[Any, str | None]:
         return None, f"{type(exc).__name__}: {exc}"
 
 
+def _silent_after(site: Site) -> float:
+    """Seconds without a heartbeat after which a worker has probably stopped (dropped later)."""
+    return 1.5 * float(getattr(site.broker, "worker_heartbeat", 10.0))
+
+
 async def overview(site: Site, request: Request) -> HTMLResponse:
     """Queue figures, live workers and the last hour's tasks per status."""
     (queues, queues_error), (workers, workers_error), (chart, chart_error) = await asyncio.gather(
@@ -88,6 +93,7 @@ async def overview(site: Site, request: Request) -> HTMLResponse:
             "chart": chart or Chart(),
             "chart_error": chart_error,
             "order": [status.value for status in ORDER],
+            "silent_after": _silent_after(site),
             "now": time.time(),
         },
     )
@@ -265,7 +271,6 @@ async def workers(site: Site, request: Request) -> HTMLResponse:
             "workers": items or [],
             "error": error,
             "now": time.time(),
-            # A worker this long without a heartbeat has probably stopped (it is dropped later).
-            "silent_after": 1.5 * float(getattr(site.broker, "worker_heartbeat", 10.0)),
+            "silent_after": _silent_after(site),
         },
     )

@@ -75,7 +75,7 @@ async def delayed_task(site: Site) -> str:
 
 def test_refuses_to_build_without_auth() -> None:
     broker = make_broker("memory://")
-    with pytest.raises(AnonymousRouterError) as refused:
+    with pytest.raises(AnonymousRouterError, match="dashboard_router") as refused:
         dashboard_router(broker)
     assert isinstance(refused.value, ValueError)
     with pytest.raises(AnonymousRouterError):
