@@ -306,3 +306,68 @@ async def test_run_again_sends_the_same_arguments(site: Site) -> None:
     assert result.return_value == 42
     shown = await site.http.get(answer.headers["location"], headers=AUTH)
     assert f"sent t.add again as {new_id}" in shown.text
+
+
+def row_ids(page: httpx.Response) -> list[str]:
+    return re.findall(r'<tr data-task-id="([^"]+)"', page.text)
+
+
+async def test_tasks_page_filters_pages_and_refuses_bad_queries(site: Site) -> None:
+    added = [await site.tasks.add.kiq(n, n) for n in range(5)]
+    failed = [await site.tasks.boom.kiq(f"no {n}") for n in range(2)]
+    for handle in added + failed:
+        await handle.wait_result(timeout=5)
+    newest_first = [handle.task_id for handle in reversed(added + failed)]
+    url = f"{site.base}/tasks"
+
+    everything = await site.http.get(url, headers=AUTH)
+    assert row_ids(everything) == newest_first
+    assert 'value="failure" checked' not in everything.text
+    failures = await site.http.get(url, params={"status": "failure"}, headers=AUTH)
+    assert row_ids(failures) == [handle.task_id for handle in reversed(failed)]
+    both = await site.http.get(
+        url, params=[("status", "failure"), ("status", "success")], headers=AUTH
+    )
+    assert row_ids(both) == newest_first
+    by_name = await site.http.get(url, params={"task_name": "t.add"}, headers=AUTH)
+    assert row_ids(by_name) == [handle.task_id for handle in reversed(added)]
+    one = await site.http.get(url, params={"search": added[3].task_id}, headers=AUTH)
+    assert row_ids(one) == [added[3].task_id]
+    none = await site.http.get(url, params={"until": "2000-01-01T00:00"}, headers=AUTH)
+    assert row_ids(none) == []
+    assert 'id="no-tasks"' in none.text
+
+    walked: list[str] = []
+    params: dict[str, str] = {"limit": "3"}
+    for _ in range(5):
+        page = await site.http.get(url, params=params, headers=AUTH)
+        walked += row_ids(page)
+        following = re.search(r'<a rel="next" href="[^"?]+\?([^"]+)"', page.text)
+        if following is None:
+            break
+        params = dict(httpx.QueryParams(following.group(1).replace("&amp;", "&")))
+        assert params["limit"] == "3"
+    assert walked == newest_first
+
+    for bad in ({"cursor": "nonsense"}, {"status": "done"}, {"since": "yesterday"}, {"limit": "0"}):
+        refused = await site.http.get(url, params=bad, headers=AUTH)
+        assert refused.status_code == 400, bad
+        assert "Cannot list: " in refused.text
+
+
+async def test_live_stream_of_several_tasks_ends_when_all_are_final(site: Site) -> None:
+    slow = await site.tasks.stepper.kiq(6, 0.1)
+    quick = await site.tasks.add.kiq(1, 1)
+    async with site.http.stream(
+        "GET",
+        f"{site.base}/live",
+        params=[("id", slow.task_id), ("id", quick.task_id), ("id", "no-such-task")],
+        headers=AUTH,
+    ) as stream:
+        text = "".join([chunk async for chunk in stream.aiter_text()])
+    statuses = re.findall(r"event: status\ndata: (.*)\n", text)
+    assert f'{{"task_id": "{quick.task_id}", "status": "success"}}' in statuses
+    assert f'{{"task_id": "{slow.task_id}", "status": "success"}}' in statuses
+    assert '{"task_id": "no-such-task", "status": null}' in statuses
+    assert text.count("event: progress") >= 3
+    assert text.rstrip().endswith('event: done\ndata: {"finished": true}')
