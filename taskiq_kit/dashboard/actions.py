@@ -6,6 +6,7 @@ and a script (``Accept: application/json``) with ``{"ok", "message", ...}``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -33,6 +34,8 @@ from taskiq_kit.inspect.schedules import pause_schedule, resume_schedule, run_sc
 MAX_BODY = 256 * 1024
 
 Form = dict[str, list[str]]
+#: What an action did: whether it did what was asked, the message to show, data for scripts.
+Outcome = tuple[bool, str, dict[str, Any]]
 
 
 class ActionRefusedError(Exception):
@@ -77,7 +80,8 @@ def _back(site: Site, request: Request, form: Form, default: str) -> str:
     """Where to send the browser afterwards: the dashboard page it came from, or ``default``."""
     base = site.base(request)
     back = (form.get("back") or [""])[0]
-    if back.startswith(base + "/") and not back.startswith("//") and "\\" not in back:
+    plain = all(" " < char < "\x7f" and char != "\\" for char in back)
+    if plain and back.startswith(base + "/") and not back.startswith("//"):
         return back
     return base + default
 
@@ -93,7 +97,9 @@ def _answer(
     return response
 
 
-async def _run(site: Site, request: Request, action: Any, default: str) -> Response:
+async def _run(
+    site: Site, request: Request, action: Callable[[Form], Awaitable[Outcome]], default: str
+) -> Response:
     try:
         form = await read_form(request)
     except csrf.CrossSiteRequestError as exc:
@@ -114,7 +120,7 @@ async def _run(site: Site, request: Request, action: Any, default: str) -> Respo
 async def abort(site: Site, request: Request) -> Response:
     """Abort a queued, delayed or running task."""
 
-    async def act(form: Form) -> tuple[bool, str, dict[str, Any]]:
+    async def act(form: Form) -> Outcome:
         task_id = _one(form, "task_id")
         try:
             outcome = await site.client.abort(task_id)
@@ -131,7 +137,7 @@ async def abort(site: Site, request: Request) -> Response:
 async def rerun_task(site: Site, request: Request) -> Response:
     """Send a task again with the same arguments; goes on to the new task's page."""
 
-    async def act(form: Form) -> tuple[bool, str, dict[str, Any]]:
+    async def act(form: Form) -> Outcome:
         task_id = _one(form, "task_id")
         try:
             record = await site.client.record(task_id)
@@ -151,7 +157,7 @@ async def rerun_task(site: Site, request: Request) -> Response:
 async def dead_letter_action(site: Site, request: Request) -> Response:
     """Replay or delete dead letters: the selected ones, one row's, or all."""
 
-    async def act(form: Form) -> tuple[bool, str, dict[str, Any]]:
+    async def act(form: Form) -> Outcome:
         if row := _first(form, "row_replay"):
             op, ids = "replay", [row]
         elif row := _first(form, "row_delete"):
@@ -182,7 +188,7 @@ async def dead_letter_action(site: Site, request: Request) -> Response:
 async def schedule_action(site: Site, request: Request) -> Response:
     """Pause, resume or run now one schedule."""
 
-    async def act(form: Form) -> tuple[bool, str, dict[str, Any]]:
+    async def act(form: Form) -> Outcome:
         scheduler = site.scheduler
         if scheduler is None:
             raise ActionRefusedError("this dashboard has no scheduler", 404)

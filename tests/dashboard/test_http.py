@@ -177,6 +177,14 @@ async def test_redirects_stay_inside_the_dashboard(site: Site) -> None:
     )
     assert answer.status_code == 303
     assert answer.headers["location"] == f"{site.base}/tasks"
+    for back in (f"{site.base}/\t/evil.example", "//evil.example/", f"{site.base}/\\evil"):
+        task_id = await delayed_task(site)
+        answer = await site.http.post(
+            f"{site.base}/actions/abort",
+            data={"task_id": task_id, "csrf": token, "back": back},
+            headers=AUTH,
+        )
+        assert answer.headers["location"] == f"{site.base}/tasks", back
 
 
 @pytest.mark.parametrize(
