@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,7 +13,13 @@ _AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNIT = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 
 
-class Instant(click.ParamType[float]):
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[float]  # generic from click 8.5 on
+else:
+    _ParamType = click.ParamType
+
+
+class Instant(_ParamType):
     """A point in time, converted to unix seconds.
 
     ``30s``, ``15m``, ``2h``, ``3d``, ``1w`` ago; ISO-8601 (local time when it names no zone);

@@ -1,0 +1,448 @@
+"""Prometheus metrics of a kit broker: tasks, run time, queue wait, in-flight, queues, aborts.
+
+Install the extra (``pip install taskiq-kit[metrics]``) and add the middleware to the broker::
+
+    broker = make_broker("redis://...").with_middlewares(MetricsMiddleware(port=9100))
+
+Under ``taskiq worker app:broker --workers N`` each worker process serves its own metrics on
+``port + N`` (worker-0 on 9100, worker-1 on 9101...): one scrape target per process, the way
+Prometheus counts processes best; nothing is shared between them, so no directory of files has
+to be cleaned between runs. The queue gauges are read from the transport on scrape (cached a
+few seconds) by worker-0 only, so each queue has one series per worker group.
+
+In the web app, mount :func:`metrics_app` (the API process's kicks and the queue gauges)::
+
+    app.mount("/metrics", metrics_app(broker))
+
+Names follow Prometheus conventions: ``taskiq_kit_`` prefix, base units (seconds), ``_total``
+on counters. See docs/observability.md for the list and the PromQL of a dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socketserver
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from taskiq.abc.broker import AsyncBroker
+from taskiq.abc.middleware import TaskiqMiddleware
+from taskiq.message import TaskiqMessage
+from taskiq.result import TaskiqResult
+
+from taskiq_kit._compat import require
+
+require("prometheus_client", extra="metrics", feature="taskiq_kit.observability.metrics")
+
+from prometheus_client import (  # noqa: E402 - after the check of the extra
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    make_asgi_app,
+    make_wsgi_app,
+)
+from prometheus_client.core import GaugeMetricFamily  # noqa: E402
+from prometheus_client.registry import Collector  # noqa: E402
+
+from taskiq_kit.abort.running import CURRENT  # noqa: E402
+from taskiq_kit.exceptions import TaskAbortedError, TaskiqKitError  # noqa: E402
+from taskiq_kit.inspect.api import queue_figures  # noqa: E402
+from taskiq_kit.inspect.models import QueueFigures  # noqa: E402
+from taskiq_kit.labels import DUE_AT, KICKED_AT, RETRIES, label_float  # noqa: E402
+from taskiq_kit.observability.common import queue_of, worker_index  # noqa: E402
+from taskiq_kit.results.api import get_task_record  # noqa: E402
+
+logger = logging.getLogger("taskiq_kit.metrics")
+
+#: Run times and queue waits: from 5 ms to an hour.
+DURATION_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    600.0, 1800.0, 3600.0,
+)  # fmt: skip
+#: Abort latencies: from 5 ms to 30 s.
+ABORT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+_TASK_LABELS = ("task_name", "queue")
+
+
+class QueueCollector(Collector):
+    """Queue gauges read from the transport (``inspect.queue_figures``), cached ``ttl`` seconds.
+
+    :meth:`refresh` reads them (async, on the broker's loop); :meth:`collect` (called by the
+    registry on a scrape) only returns what the last refresh read.
+    """
+
+    def __init__(self, broker: AsyncBroker, *, ttl: float = 5.0) -> None:
+        self.broker = broker
+        self.ttl = ttl
+        self._figures: list[QueueFigures] = []
+        self._read_at = float("-inf")
+        self._up = 0.0
+        self._lock: asyncio.Lock | None = None
+
+    async def refresh(self) -> None:
+        """Read the queue figures again if the cached ones are older than ``ttl``."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if time.monotonic() - self._read_at < self.ttl:
+                return
+            try:
+                self._figures = await queue_figures(self.broker)
+                self._up = 1.0
+            except (TaskiqKitError, OSError, asyncio.TimeoutError) as exc:
+                logger.warning("Reading queue figures for the metrics failed: %s", exc)
+                self._up = 0.0
+            self._read_at = time.monotonic()
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        """The gauges of the last refresh."""
+        families = {
+            "ready": GaugeMetricFamily(
+                "taskiq_kit_queue_ready_messages",
+                "Messages waiting for a worker.",
+                labels=["queue"],
+            ),
+            "in_flight": GaugeMetricFamily(
+                "taskiq_kit_queue_in_flight_messages",
+                "Messages delivered to a worker, not settled yet.",
+                labels=["queue"],
+            ),
+            "delayed": GaugeMetricFamily(
+                "taskiq_kit_queue_delayed_messages",
+                "Messages waiting for their due time (delay / eta).",
+                labels=["queue"],
+            ),
+            "dead_lettered": GaugeMetricFamily(
+                "taskiq_kit_queue_dead_lettered_messages",
+                "Messages in the dead-letter queue.",
+                labels=["queue"],
+            ),
+        }
+        consumers = GaugeMetricFamily(
+            "taskiq_kit_queue_consumers", "Workers consuming the queue.", labels=["queue"]
+        )
+        for queue in self._figures:
+            for field, family in families.items():
+                family.add_metric([queue.name], float(getattr(queue, field)))
+            if queue.consumers is not None:
+                consumers.add_metric([queue.name], float(queue.consumers))
+        yield from families.values()
+        yield consumers
+        yield GaugeMetricFamily(
+            "taskiq_kit_queue_figures_up",
+            "1 if the last read of the queue figures worked, else 0.",
+            value=self._up,
+        )
+
+
+class KitMetrics:
+    """The kit's task metrics, registered in ``registry`` (a registry of their own by default).
+
+    Attributes:
+        registry: where the metrics are registered (serve it, or pass the default ``REGISTRY``
+            to serve them with your own).
+        tasks: finished runs per task name, queue and outcome (``success``, ``failure``,
+            ``aborted``).
+        started: runs started.
+        kicked: tasks sent (by this process).
+        runtime: run time of each run (seconds).
+        queue_wait: start minus due time (seconds): time spent waiting for a worker, delays
+            not counted.
+        in_progress: runs executing now.
+        abort_latency: from the abort request to the running task stopping (seconds).
+
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        reg = self.registry
+        self.tasks = Counter(
+            "taskiq_kit_tasks",
+            "Task runs finished, per outcome (success, failure, aborted).",
+            [*_TASK_LABELS, "status"],
+            registry=reg,
+        )
+        self.started = Counter(
+            "taskiq_kit_tasks_started", "Task runs started.", _TASK_LABELS, registry=reg
+        )
+        self.kicked = Counter(
+            "taskiq_kit_tasks_kicked", "Tasks sent by this process.", _TASK_LABELS, registry=reg
+        )
+        self.retries = Counter(
+            "taskiq_kit_task_retries",
+            "Task runs that were retries of a failed run.",
+            _TASK_LABELS,
+            registry=reg,
+        )
+        self.runtime = Histogram(
+            "taskiq_kit_task_runtime_seconds",
+            "Run time of task runs.",
+            _TASK_LABELS,
+            buckets=DURATION_BUCKETS,
+            registry=reg,
+        )
+        self.queue_wait = Histogram(
+            "taskiq_kit_task_queue_wait_seconds",
+            "From when a task was due (its kick, or its delay / eta) to its start.",
+            _TASK_LABELS,
+            buckets=DURATION_BUCKETS,
+            registry=reg,
+        )
+        self.in_progress = Gauge(
+            "taskiq_kit_tasks_in_progress", "Task runs executing now.", _TASK_LABELS, registry=reg
+        )
+        self.abort_latency = Histogram(
+            "taskiq_kit_abort_latency_seconds",
+            "From an abort request to the running task stopping.",
+            _TASK_LABELS,
+            buckets=ABORT_BUCKETS,
+            registry=reg,
+        )
+        self.queues: QueueCollector | None = None
+
+    def watch_queues(self, broker: AsyncBroker, *, ttl: float = 5.0) -> QueueCollector:
+        """Add the queue gauges of ``broker`` (read on scrape, cached ``ttl`` seconds); once."""
+        if self.queues is None:
+            self.queues = QueueCollector(broker, ttl=ttl)
+            self.registry.register(self.queues)
+        return self.queues
+
+
+class _Run:
+    __slots__ = ("labels", "started")
+
+    def __init__(self, labels: tuple[str, str], started: float) -> None:
+        self.labels = labels
+        self.started = started
+
+
+class MetricsMiddleware(TaskiqMiddleware):
+    """Counts and times tasks; in worker processes, serves the metrics over HTTP.
+
+    Add it after the kit's own middleware (``broker.with_middlewares(...)`` does).
+
+    Args:
+        metrics: the metrics to update (a new :class:`KitMetrics` by default).
+        port: the port worker-0 serves ``/metrics`` on; worker-N serves on ``port + N``.
+            ``None``: serve nothing (mount :func:`metrics_app`, or serve ``metrics.registry``
+            yourself).
+        addr: the address to listen on.
+        queue_metrics: serve the queue gauges (read from the transport on scrape); by default
+            only worker-0 does.
+        queue_cache: seconds the queue figures are cached between scrapes.
+
+    """
+
+    def __init__(
+        self,
+        metrics: KitMetrics | None = None,
+        *,
+        port: int | None = 9100,
+        addr: str = "0.0.0.0",  # noqa: S104 - Prometheus scrapes from another host
+        queue_metrics: bool | None = None,
+        queue_cache: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.metrics = metrics if metrics is not None else KitMetrics()
+        self.port = port
+        self.addr = addr
+        self.queue_metrics = queue_metrics
+        self.queue_cache = queue_cache
+        self.server: MetricsServer | None = None
+        self._runs: dict[str, _Run] = {}
+
+    def _labels(self, message: TaskiqMessage) -> tuple[str, str]:
+        return message.task_name, queue_of(self.broker, message.labels)
+
+    async def startup(self) -> None:
+        """In a worker process, start serving the metrics on ``port + worker number``."""
+        if not self.broker.is_worker_process or self.port is None:
+            return
+        index = worker_index()
+        refresh: Callable[[], Awaitable[None]] | None = None
+        if self.queue_metrics if self.queue_metrics is not None else index == 0:
+            refresh = self.metrics.watch_queues(self.broker, ttl=self.queue_cache).refresh
+        self.server = MetricsServer(
+            self.metrics.registry,
+            port=self.port + index,
+            addr=self.addr,
+            refresh=refresh,
+            loop=asyncio.get_running_loop(),
+        )
+        self.server.start()
+        logger.info("Worker %d serves metrics on %s:%d.", index, self.addr, self.server.port)
+
+    async def shutdown(self) -> None:
+        """Stop serving."""
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def post_send(self, message: TaskiqMessage) -> None:
+        """Count a task sent."""
+        self.metrics.kicked.labels(*self._labels(message)).inc()
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        """Count the start and the time the task waited for a worker."""
+        run = CURRENT.get()
+        if run is not None and run.task_id == message.task_id and run.skipped:
+            return message  # a duplicate delivery, or aborted before it started: no run
+        now = time.time()
+        labels = self._labels(message)
+        metrics = self.metrics
+        metrics.started.labels(*labels).inc()
+        metrics.in_progress.labels(*labels).inc()
+        retries = label_float(message.labels.get(RETRIES)) or 0
+        if retries > 0:
+            metrics.retries.labels(*labels).inc()
+        due = label_float(message.labels.get(DUE_AT))
+        if due is None and retries == 0:
+            # Not delayed: due when kicked. (A retry sent without a delay keeps its first
+            # kick's time: its wait is unknown, so it is not observed.)
+            due = label_float(message.labels.get(KICKED_AT))
+        if due is not None:
+            metrics.queue_wait.labels(*labels).observe(max(0.0, now - due))
+        self._runs[message.task_id] = _Run(labels, now)
+        return message
+
+    async def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        """Count the outcome and the run time (and the abort latency of an aborted run)."""
+        run = self._runs.pop(message.task_id, None)
+        if run is None:
+            return
+        metrics = self.metrics
+        metrics.in_progress.labels(*run.labels).dec()
+        error = result.error
+        if isinstance(error, TaskAbortedError):
+            status = "aborted"
+            await self._abort_latency(message.task_id, run.labels)
+        else:
+            status = "failure" if result.is_err else "success"
+        metrics.tasks.labels(*run.labels, status).inc()
+        metrics.runtime.labels(*run.labels).observe(result.execution_time)
+
+    async def _abort_latency(self, task_id: str, labels: tuple[str, str]) -> None:
+        stopped = time.time()
+        try:
+            record = await get_task_record(self.broker, task_id)
+        except (TaskiqKitError, OSError):
+            return
+        if record.abort_requested_at is not None:
+            latency = max(0.0, stopped - record.abort_requested_at)
+            self.metrics.abort_latency.labels(*labels).observe(latency)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not logged."""
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class MetricsServer:
+    """``/metrics`` of ``registry`` over HTTP, from a thread of this process.
+
+    ``refresh`` (the queue gauges' read) runs on ``loop``, the worker's event loop, before each
+    scrape; a scrape waits for it at most ``refresh_timeout`` seconds, then serves the cache.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        port: int,
+        addr: str = "0.0.0.0",  # noqa: S104
+        refresh: Callable[[], Awaitable[None]] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        refresh_timeout: float = 2.0,
+    ) -> None:
+        self.registry = registry
+        self.port = port
+        self.addr = addr
+        self.refresh = refresh
+        self.loop = loop
+        self.refresh_timeout = refresh_timeout
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _app(self) -> Callable[..., Iterable[bytes]]:
+        inner = make_wsgi_app(self.registry)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if self.refresh is not None and self.loop is not None and not self.loop.is_closed():
+                future = asyncio.run_coroutine_threadsafe(self._refresh(), self.loop)
+                try:
+                    future.result(self.refresh_timeout)
+                except FutureTimeout:
+                    future.cancel()
+            body: Iterable[bytes] = inner(environ, start_response)
+            return body
+
+        return app
+
+    async def _refresh(self) -> None:
+        if self.refresh is not None:
+            await self.refresh()
+
+    def start(self) -> None:
+        """Listen and serve in a daemon thread.
+
+        Raises:
+            OSError: when the port is taken.
+
+        """
+        self._server = make_server(
+            self.addr,
+            self.port,
+            self._app(),
+            server_class=_ThreadingServer,
+            handler_class=_QuietHandler,
+        )
+        self.port = self._server.server_port
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="taskiq-kit-metrics", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def metrics_app(
+    broker: AsyncBroker, metrics: KitMetrics | None = None, *, queue_cache: float = 5.0
+) -> Callable[..., Awaitable[None]]:
+    """An ASGI app serving ``metrics`` and the queue gauges of ``broker``; mount it in FastAPI.
+
+    ``metrics`` defaults to those of the broker's :class:`MetricsMiddleware` (the kicks of this
+    process), else to a new :class:`KitMetrics` holding the queue gauges only.
+    """
+    if metrics is None:
+        found = [m for m in broker.middlewares if isinstance(m, MetricsMiddleware)]
+        metrics = found[0].metrics if found else KitMetrics()
+    queues = metrics.watch_queues(broker, ttl=queue_cache)
+    inner = make_asgi_app(metrics.registry)
+
+    async def app(
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] == "http":
+            await queues.refresh()
+        await inner(scope, receive, send)
+
+    return app

@@ -1,0 +1,49 @@
+"""The app of the ops tests: ``taskiq worker tests.ops.app:broker`` and ``taskiq-kit -b tests.ops.app:broker``.
+
+Configured from the environment: ``KIT_TEST_NAME`` (queue, key prefix and result prefix, so each
+test has its own), ``KIT_TEST_METRICS_PORT`` (worker-N serves its metrics on this port + N).
+Tasks: ``ok`` returns its argument, ``boom`` raises, ``sleepy`` sleeps (to be aborted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from taskiq_kit import KitBroker, make_broker
+from taskiq_kit.observability.metrics import MetricsMiddleware
+
+REDIS_URL = os.environ.get("TASKIQ_KIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+class BoomError(RuntimeError):
+    """What ``boom`` raises."""
+
+
+def build(name: str, **options: Any) -> KitBroker:
+    """A Redis broker and store on keys of their own (``name``), with the tasks registered."""
+    broker = make_broker(
+        REDIS_URL, queue_name=name, key_prefix=name, result_options={"prefix": name}, **options
+    )
+
+    @broker.task(task_name="ok")
+    async def ok(value: Any = None) -> Any:
+        return value
+
+    @broker.task(task_name="boom")
+    async def boom() -> None:
+        raise BoomError("boom, as asked")
+
+    @broker.task(task_name="sleepy")
+    async def sleepy(seconds: float = 60.0) -> None:
+        await asyncio.sleep(seconds)
+
+    return broker
+
+
+NAME = os.environ.get("KIT_TEST_NAME", "kit-test-ops")
+broker = build(NAME)
+_PORT = os.environ.get("KIT_TEST_METRICS_PORT")
+if _PORT:
+    broker.add_middlewares(MetricsMiddleware(port=int(_PORT), addr="127.0.0.1", queue_cache=0.2))
