@@ -1,4 +1,4 @@
-"""The app of the ops tests: ``taskiq worker tests.ops.app:broker`` and ``taskiq-kit -b tests.ops.app:broker``.
+"""The app of the ops tests: ``taskiq worker tests.ops.app:broker``, ``taskiq-kit -b ...``.
 
 Configured from the environment: ``KIT_TEST_NAME`` (queue, key prefix and result prefix, so each
 test has its own), ``KIT_TEST_METRICS_PORT`` (worker-N serves its metrics on this port + N).
@@ -13,6 +13,7 @@ from typing import Any
 
 from taskiq_kit import KitBroker, make_broker
 from taskiq_kit.observability.metrics import MetricsMiddleware
+from taskiq_kit.scheduler import IntervalSchedule, KitScheduler
 
 REDIS_URL = os.environ.get("TASKIQ_KIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -47,3 +48,12 @@ broker = build(NAME)
 _PORT = os.environ.get("KIT_TEST_METRICS_PORT")
 if _PORT:
     broker.add_middlewares(MetricsMiddleware(port=int(_PORT), addr="127.0.0.1", queue_cache=0.2))
+
+
+def build_scheduler(target: KitBroker, name: str) -> KitScheduler:
+    """A scheduler group of its own (``name``) with one hourly schedule of ``ok``."""
+    hourly = IntervalSchedule(id="hourly-ok", task="ok", args=["tick"], interval=3600)
+    return KitScheduler(target, redis_url=REDIS_URL, name=name, prefix=name, schedules=[hourly])
+
+
+scheduler = build_scheduler(broker, NAME)
