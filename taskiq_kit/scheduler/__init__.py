@@ -25,7 +25,7 @@ from taskiq_kit.scheduler.models import (
     fire_task_id,
     schedule_adapter,
 )
-from taskiq_kit.scheduler.runner import FIRE_AT_LABEL
+from taskiq_kit.scheduler.runner import FIRE_AT_LABEL, RUN_NOW_LABEL
 from taskiq_kit.scheduler.scheduler import KitScheduler
 from taskiq_kit.scheduler.store import (
     RedisScheduleStore,
@@ -35,6 +35,7 @@ from taskiq_kit.scheduler.store import (
 
 __all__ = [
     "FIRE_AT_LABEL",
+    "RUN_NOW_LABEL",
     "BaseSchedule",
     "CronSchedule",
     "IntervalSchedule",

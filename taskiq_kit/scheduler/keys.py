@@ -73,9 +73,25 @@ class SchedulerKeys:
 
     @property
     def version(self) -> str:
-        """Counter bumped on every change of :attr:`schedules`, polled cheaply by the leader."""
+        """Counter bumped on every change of :attr:`schedules` or :attr:`switches`."""
         return self._key("version")
+
+    @property
+    def switches(self) -> str:
+        """Hash: id of a static schedule -> JSON of the operator's pause or resume of it.
+
+        Static schedules (code, configuration, task labels) cannot be edited in Redis, so a pause
+        is kept beside them; dynamic schedules keep theirs in their own ``enabled`` field.
+        """
+        return self._key("switches")
 
     def all(self) -> tuple[str, ...]:
         """Every key of the group (for cleanup)."""
-        return (self.lease, self.fired, self.inflight, self.schedules, self.version)
+        return (
+            self.lease,
+            self.fired,
+            self.inflight,
+            self.schedules,
+            self.version,
+            self.switches,
+        )

@@ -17,12 +17,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from taskiq.kicker import AsyncKicker
-
 from taskiq_kit.exceptions import NotAKitBrokerError, TaskNotFoundError
 from taskiq_kit.labels import KICKED_AT
 from taskiq_kit.results.api import get_task_record
 from taskiq_kit.results.record import TaskStatus
+from taskiq_kit.scheduler.control import ScheduleSwitches, apply_switches, schedule_kicker
 from taskiq_kit.scheduler.lease import FiringLedger, RedisLease
 from taskiq_kit.scheduler.models import Schedule, fire_task_id
 from taskiq_kit.scheduler.store import RedisScheduleStore
@@ -37,6 +36,8 @@ logger = logging.getLogger("taskiq_kit.scheduler")
 
 #: Label carrying the firing instant (unix seconds) on every scheduled kick.
 FIRE_AT_LABEL = "kit_fire_at"
+#: Label set (to ``True``) on a run sent by ``run_schedule_now`` rather than by a firing.
+RUN_NOW_LABEL = "kit_run_now"
 _NOT_YET_RUN = (TaskStatus.PENDING, TaskStatus.SCHEDULED)
 #: In-flight firings older than this (seconds) are given up instead of re-sent.
 RESEND_WINDOW = 300.0
@@ -49,7 +50,8 @@ class ReplicaRunner:
         broker: where tasks are kicked.
         client: the Redis client the group coordinates through.
         keys: the group's key names.
-        static: schedules from configuration (they shadow dynamic ones with the same id).
+        static: schedules from code, configuration and labels (they shadow dynamic ones with the
+            same id); an operator's pause switches apply to them.
         lease: lease time in seconds.
         grace: seconds a firing may be late and still count as on time.
         refresh: seconds between checks of the dynamic store.
@@ -79,6 +81,7 @@ class ReplicaRunner:
         self.lease = RedisLease(client, keys, ttl=lease)
         self.ledger = FiringLedger(client, keys, token=self.lease.token)
         self.store = RedisScheduleStore(client, name=keys.name, prefix=keys.prefix)
+        self.switches = ScheduleSwitches(client, keys)
         self.schedules: dict[str, Schedule] = {}
         self._leading = False
         self._valid_until = 0.0  # time.monotonic() until which this replica may fire
@@ -88,6 +91,15 @@ class ReplicaRunner:
         self._sending: dict[tuple[str, float], asyncio.Task[None]] = {}
         self._store_version = -1
         self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def version(self) -> int | None:
+        """The group's version counter as this replica last read its schedules (``None``: not yet).
+
+        Every change of the dynamic store and every pause or resume bumps the counter; once this
+        reaches the value a change left, the replica fires by the change.
+        """
+        return None if self._store_version < 0 else self._store_version
 
     @property
     def is_leader(self) -> bool:
@@ -176,12 +188,12 @@ class ReplicaRunner:
                 await asyncio.wait_for(self._wake.wait(), max(0.0, timeout))
 
     async def _refresh(self) -> None:
-        """Re-read dynamic schedules when their version changed."""
+        """Re-read dynamic schedules and the pause switches when their version changed."""
         version = await self.store.version()
         if version == self._store_version:
             return
         merged = {schedule.id: schedule for schedule in await self.store.list()}
-        for schedule in self.static:
+        for schedule in apply_switches(self.static, await self.switches.read()):
             if schedule.id in merged:
                 logger.warning("Dynamic schedule %r is shadowed by a static one.", schedule.id)
             merged[schedule.id] = schedule
@@ -287,8 +299,6 @@ class ReplicaRunner:
     async def _send(self, schedule: Schedule, instant: float) -> None:
         task_id = fire_task_id(self.keys.name, schedule.id, instant)
         labels: dict[str, Any] = {
-            **schedule.labels,
-            "schedule_id": schedule.id,
             FIRE_AT_LABEL: instant,
             # Every send of one firing is the same kick: a worker drops a duplicate of a run
             # that already finished (see taskiq_kit.delivery).
@@ -296,7 +306,7 @@ class ReplicaRunner:
         }
         if self.kick_ahead > 0 and instant > time.time():
             labels["eta"] = instant
-        kicker: AsyncKicker[Any, Any] = AsyncKicker(schedule.task, self.broker, labels)
+        kicker = schedule_kicker(self.broker, schedule, labels)
         try:
             await asyncio.wait_for(
                 kicker.with_task_id(task_id).kiq(*schedule.args, **schedule.kwargs),

@@ -116,6 +116,7 @@ class KitScheduler(TaskiqScheduler):
         self.lease, self.grace, self.refresh = lease, grace, refresh
         self.kick_ahead, self.send_timeout = kick_ahead, send_timeout
         self.use_labels = use_labels
+        self._labels_read = False
         self._client: Redis | None = None
         self._runner: ReplicaRunner | None = None
         self._sigterm_handled = False
@@ -156,6 +157,32 @@ class KitScheduler(TaskiqScheduler):
         return [] if self._runner is None else list(self._runner.schedules.values())
 
     @property
+    def version(self) -> int | None:
+        """The group's schedule version this replica fires by (``None``: not leading yet).
+
+        Changes of the dynamic store and pauses or resumes bump it; the leader re-reads the
+        schedules within ``refresh`` seconds of a change.
+        """
+        return None if self._runner is None else self._runner.version
+
+    def all_static_schedules(self) -> list[Schedule]:
+        """The static schedules: from code and configuration, and from task labels.
+
+        Before :meth:`startup` (e.g. in a dashboard or CLI process that runs no replica) the task
+        labels are read now, from the tasks registered on the broker.
+
+        Raises:
+            ScheduleConfigError: for an invalid label entry or an id used twice.
+
+        """
+        if not self.use_labels or self._labels_read:
+            return list(self.static_schedules)
+        return merge_schedules(
+            [*self.static_schedules, *schedules_from_labels(self.broker)],
+            source="KitScheduler and task labels",
+        )
+
+    @property
     def store(self) -> RedisScheduleStore:
         """The dynamic schedule store of this group (available after :meth:`startup`)."""
         if self._client is None:
@@ -165,11 +192,8 @@ class KitScheduler(TaskiqScheduler):
     async def startup(self) -> None:
         """Start the broker, read label schedules, and start the replica loop."""
         await super().startup()
-        if self.use_labels:
-            labelled = schedules_from_labels(self.broker)
-            self.static_schedules = merge_schedules(
-                [*self.static_schedules, *labelled], source="KitScheduler and task labels"
-            )
+        self.static_schedules = self.all_static_schedules()
+        self._labels_read = True
         # Bounded waits: a hung Redis call must not outlast the lease.
         self._client = _redis.Redis.from_url(
             self.redis_url, socket_timeout=self.lease, socket_connect_timeout=self.lease

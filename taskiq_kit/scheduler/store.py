@@ -50,9 +50,9 @@ class ScheduleExistsError(TaskiqKitError, ValueError):
 
 
 class ScheduleNotFoundError(TaskiqKitError, LookupError):
-    """No dynamic schedule has this id."""
+    """No schedule of the group has this id (in the store, or static where that is asked)."""
 
-    __template__ = "no dynamic schedule has id {schedule_id!r}"
+    __template__ = "no schedule has id {schedule_id!r}"
     schedule_id: str
 
 
