@@ -37,7 +37,7 @@ def exit_code_for(error: BaseException) -> ExitCode:
     """The exit status an error of a command maps to."""
     if isinstance(error, BrokerNotAvailableError):
         return ExitCode.UNREACHABLE
-    if isinstance(error, (ConnectionError, TimeoutError)):
+    if isinstance(error, (ConnectionError, TimeoutError)) or _is_redis_outage(error):
         return ExitCode.UNREACHABLE
     if isinstance(error, TaskiqKitError):
         if isinstance(error, LookupError):
@@ -45,3 +45,12 @@ def exit_code_for(error: BaseException) -> ExitCode:
         if isinstance(error, (ValueError, TypeError, RuntimeError, NotImplementedError)):
             return ExitCode.REFUSED
     return ExitCode.ERROR
+
+
+def _is_redis_outage(error: BaseException) -> bool:
+    """A redis-py connection or timeout error (the scheduler's own Redis client raises them)."""
+    return any(
+        kind.__module__.startswith("redis.")
+        and kind.__name__ in ("ConnectionError", "TimeoutError")
+        for kind in type(error).__mro__
+    )

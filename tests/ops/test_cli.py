@@ -261,3 +261,37 @@ async def test_queues_and_workers(name: str, worker: None, client: KitBroker) ->
     assert len(found) == 1
     assert found[0]["processed"] >= 1
     assert name in found[0]["queues"]
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.timeout(120)
+async def test_schedules_list_pause_resume_and_run(
+    name: str, worker: None, client: KitBroker
+) -> None:
+    def schedules(*args: str) -> Ran:
+        return kit("-b", APP, "-s", SCHEDULER, "schedules", *args, "--json", name=name)
+
+    listed = schedules("list")
+    assert listed.code == ExitCode.OK
+    (hourly,) = listed.json()
+    assert hourly["id"] == "hourly-ok"
+    assert hourly["task"] == "ok"
+    assert hourly["paused"] is False
+    assert hourly["next_fire"] is not None
+
+    paused = schedules("pause", "hourly-ok")
+    assert paused.code == ExitCode.OK
+    assert paused.json()["paused"] is True
+    assert schedules("list").json()[0]["paused"] is True
+    assert schedules("resume", "hourly-ok").json()["paused"] is False
+
+    ran = schedules("run", "hourly-ok")
+    assert ran.code == ExitCode.OK
+    task_id = ran.json()["task_id"]
+    assert await wait_final(client, task_id) is TaskStatus.SUCCESS
+    assert kit("-b", APP, "result", task_id, "--json", name=name).json()["return_value"] == "tick"
+
+    missing = schedules("pause", "no-such-schedule")
+    assert missing.code == ExitCode.NOT_FOUND
+    assert missing.error()["type"] == "ScheduleNotFoundError"
