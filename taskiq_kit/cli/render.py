@@ -57,7 +57,9 @@ class Output:
 
     def __init__(self, *, as_json: bool) -> None:
         self.as_json = as_json
-        self.out = Console(soft_wrap=False, highlight=False)
+        # Piped output is not wrapped to 80 columns: a task id must stay on one line for grep.
+        terminal = Console().is_terminal
+        self.out = Console(soft_wrap=False, highlight=False, width=None if terminal else 1000)
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def data(self, value: Any) -> None:

@@ -1,7 +1,8 @@
 """The app of the ops tests: ``taskiq worker tests.ops.app:broker``, ``taskiq-kit -b ...``.
 
 Configured from the environment: ``KIT_TEST_NAME`` (queue, key prefix and result prefix, so each
-test has its own), ``KIT_TEST_METRICS_PORT`` (worker-N serves its metrics on this port + N).
+test has its own), ``KIT_TEST_METRICS_PORT`` (worker-N serves its metrics on this port + N), ``KIT_TEST_LATE``
+(registers the ``late`` task).
 Tasks: ``ok`` returns its argument, ``boom`` raises, ``sleepy`` sleeps (to be aborted).
 """
 
@@ -22,8 +23,11 @@ class BoomError(RuntimeError):
     """What ``boom`` raises."""
 
 
-def build(name: str, **options: Any) -> KitBroker:
-    """A Redis broker and store on keys of their own (``name``), with the tasks registered."""
+def build(name: str, *, late: bool = False, **options: Any) -> KitBroker:
+    """A Redis broker and store on keys of their own (``name``), with the tasks registered.
+
+    ``late``: also register ``late`` (the fix of a task the worker did not know, deployed).
+    """
     broker = make_broker(
         REDIS_URL, queue_name=name, key_prefix=name, result_options={"prefix": name}, **options
     )
@@ -40,11 +44,17 @@ def build(name: str, **options: Any) -> KitBroker:
     async def sleepy(seconds: float = 60.0) -> None:
         await asyncio.sleep(seconds)
 
+    if late:
+
+        @broker.task(task_name="late")
+        async def late_task(value: Any = None) -> Any:
+            return {"late": value}
+
     return broker
 
 
 NAME = os.environ.get("KIT_TEST_NAME", "kit-test-ops")
-broker = build(NAME)
+broker = build(NAME, late=bool(os.environ.get("KIT_TEST_LATE")))
 _PORT = os.environ.get("KIT_TEST_METRICS_PORT")
 if _PORT:
     broker.add_middlewares(MetricsMiddleware(port=int(_PORT), addr="127.0.0.1", queue_cache=0.2))

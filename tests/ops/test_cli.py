@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import pty
+import select
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +18,9 @@ from redis.asyncio import Redis
 
 from taskiq_kit import KitBroker, TaskStatus
 from taskiq_kit.cli import ExitCode
+from taskiq_kit.inspect import DeadLetter, list_dead_letters
 from taskiq_kit.redis import RedisBroker
+from tests.delivery.harness import send_raw
 from tests.ops.app import REDIS_URL, build
 from tests.ops.helpers import wait_final, wait_status
 from tests.private.redis import free_port
@@ -58,6 +64,46 @@ def kit(*args: str, name: str = "kit-test-ops-none", env: dict[str, str] | None 
         timeout=60,
     )
     return Ran(done.returncode, done.stdout, done.stderr)
+
+
+def kit_at_terminal(*args: str, answer: str, name: str) -> tuple[int, str]:
+    """Run ``taskiq-kit -b APP *args`` on a pseudo-terminal; type ``answer`` when it asks."""
+    master, slave = pty.openpty()
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TASKIQ_KIT_")},
+        "PYTHONPATH": str(ROOT),
+        "KIT_TEST_NAME": name,
+        "TERM": "xterm",
+        "COLUMNS": "120",
+    }
+    process = subprocess.Popen(
+        [str(BIN / "taskiq-kit"), "-b", APP, *args],
+        cwd=ROOT,
+        env=environment,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        close_fds=True,
+    )
+    os.close(slave)
+    shown, answered = b"", False
+    try:
+        while select.select([master], [], [], 60)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the command exited and closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if not answered and b"[y/N]" in shown:
+                os.write(master, f"{answer}\n".encode())
+                answered = True
+        return process.wait(30), shown.decode(errors="replace")
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
 
 
 # --- without a worker: what the command refuses, and why -----------------------------------
@@ -113,7 +159,8 @@ def name(unique_name: Callable[[str], str]) -> str:
 
 
 @pytest.fixture
-def worker(name: str, redis_url: str) -> Iterator[None]:
+def worker(name: str, client: KitBroker) -> Iterator[None]:
+    """A real worker process on the test's queue (stopped before ``client`` cleans up)."""
     with taskiq_worker(APP, "--workers", "1", env={"KIT_TEST_NAME": name}):
         yield
 
@@ -295,3 +342,84 @@ async def test_schedules_list_pause_resume_and_run(
     missing = schedules("pause", "no-such-schedule")
     assert missing.code == ExitCode.NOT_FOUND
     assert missing.error()["type"] == "ScheduleNotFoundError"
+
+
+async def _dead_total(broker: KitBroker, count: int) -> list[DeadLetter]:
+    """Wait until ``broker`` has ``count`` dead letters; return them."""
+    deadline = time.monotonic() + 15
+    while True:
+        page = await list_dead_letters(broker, limit=100)
+        if page.total == count:
+            return page.dead_letters
+        assert time.monotonic() < deadline, f"{page.total} dead letters, not {count}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.timeout(150)
+async def test_dead_letters_list_delete_replay_and_purge(name: str, client: KitBroker) -> None:
+    async def unknown() -> None:
+        raise AssertionError("no worker knows this task")
+
+    late = client.register_task(unknown, task_name="late")
+    stray = client.register_task(unknown, task_name=f"stray-{name}")
+    with taskiq_worker(APP, "--workers", "1", env={"KIT_TEST_NAME": name}):
+        ids = [(await late.kiq(n)).task_id for n in range(3)]
+        await send_raw(client, [b"not a task at all"])
+        await _dead_total(client, 4)
+
+        listed = kit("-b", APP, "dead-letters", "list", "--json", name=name)
+        assert listed.code == ExitCode.OK
+        page = listed.json()
+        assert page["total"] == 4
+        by_task = {letter["task_id"]: letter for letter in page["dead_letters"]}
+        assert set(ids) < set(by_task)
+        assert all("unknown task" in by_task[task_id]["reason"] for task_id in ids)
+        (garbage,) = [letter for letter in page["dead_letters"] if letter["task_id"] is None]
+
+        refused = kit("-b", APP, "dead-letters", "purge", name=name)
+        assert refused.code == ExitCode.REFUSED
+        assert "--yes" in refused.err
+        assert kit("-b", APP, "dead-letters", "replay", "--all", name=name).code == 4
+        assert (await list_dead_letters(client)).total == 4  # nothing was changed
+
+        deleted = kit(
+            "-b", APP, "dead-letters", "delete", garbage["id"], "--yes", "--json", name=name
+        )
+        assert deleted.code == ExitCode.OK
+        assert deleted.json() == {"deleted": 1, "missing": []}
+        gone = kit("-b", APP, "dead-letters", "delete", garbage["id"], "--yes", name=name)
+        assert gone.code == ExitCode.NOT_FOUND
+
+    # The fix is deployed: a worker that knows `late`. Replaying runs the three.
+    with taskiq_worker(APP, "--workers", "1", env={"KIT_TEST_NAME": name, "KIT_TEST_LATE": "1"}):
+        replayed = kit("-b", APP, "dead-letters", "replay", "--all", "--yes", "--json", name=name)
+        assert replayed.code == ExitCode.OK
+        assert replayed.json() == {"replayed": 3, "missing": []}
+        for number, task_id in enumerate(ids):
+            assert await wait_final(client, task_id) is TaskStatus.SUCCESS
+            value = kit("-b", APP, "result", task_id, "--json", name=name).json()
+            assert value["return_value"] == {"late": number}
+
+        await stray.kiq()
+        await stray.kiq()
+        await _dead_total(client, 2)
+        # At a terminal the command asks; "n" changes nothing, "y" purges with a progress bar.
+        code, shown = kit_at_terminal("dead-letters", "purge", answer="n", name=name)
+        assert code == ExitCode.REFUSED
+        assert "Delete all 2 dead letters for good? [y/N]" in shown
+        assert (await list_dead_letters(client)).total == 2
+        code, shown = kit_at_terminal("dead-letters", "purge", answer="y", name=name)
+        assert code == ExitCode.OK
+        assert "Purging" in shown
+        assert "2/2" in shown
+        assert "deleted 2 dead letters" in shown
+        assert (await list_dead_letters(client)).total == 0
+
+        await stray.kiq()
+        await _dead_total(client, 1)
+        purged = kit("-b", APP, "dead-letters", "purge", "--yes", "--json", name=name)
+        assert purged.code == ExitCode.OK
+        assert purged.json() == {"deleted": 1}
+        assert (await list_dead_letters(client)).total == 0
