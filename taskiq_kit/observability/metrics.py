@@ -25,7 +25,7 @@ import logging
 import socketserver
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -84,6 +84,7 @@ class QueueCollector(Collector):
         self._figures: list[QueueFigures] = []
         self._read_at = float("-inf")
         self._up = 0.0
+        self._failure: str | None = None
         self._lock: asyncio.Lock | None = None
 
     async def refresh(self) -> None:
@@ -96,8 +97,13 @@ class QueueCollector(Collector):
             try:
                 self._figures = await queue_figures(self.broker)
                 self._up = 1.0
+                self._failure = None
             except (TaskiqKitError, OSError, asyncio.TimeoutError) as exc:
-                logger.warning("Reading queue figures for the metrics failed: %s", exc)
+                # Logged when the failure changes, not on every scrape.
+                failure = f"{type(exc).__name__}: {exc}"
+                if failure != self._failure:
+                    logger.warning("Reading queue figures for the metrics failed: %s", failure)
+                self._failure = failure
                 self._up = 0.0
             self._read_at = time.monotonic()
 
@@ -312,21 +318,25 @@ class MetricsMiddleware(TaskiqMiddleware):
         self._runs[message.task_id] = _Run(labels, now)
         return message
 
-    async def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
-        """Count the outcome and the run time (and the abort latency of an aborted run)."""
+    def post_execute(
+        self, message: TaskiqMessage, result: TaskiqResult[Any]
+    ) -> Coroutine[Any, Any, None] | None:
+        """Count the outcome and the run time (and the abort latency of an aborted run).
+
+        Synchronous (taskiq then awaits nothing) but for an aborted run, whose latency needs
+        the record's ``abort_requested_at``.
+        """
         run = self._runs.pop(message.task_id, None)
         if run is None:
-            return
+            return None
         metrics = self.metrics
         metrics.in_progress.labels(*run.labels).dec()
-        error = result.error
-        if isinstance(error, TaskAbortedError):
-            status = "aborted"
-            await self._abort_latency(message.task_id, run.labels)
-        else:
-            status = "failure" if result.is_err else "success"
-        metrics.tasks.labels(*run.labels, status).inc()
         metrics.runtime.labels(*run.labels).observe(result.execution_time)
+        if isinstance(result.error, TaskAbortedError):
+            metrics.tasks.labels(*run.labels, "aborted").inc()
+            return self._abort_latency(message.task_id, run.labels)
+        metrics.tasks.labels(*run.labels, "failure" if result.is_err else "success").inc()
+        return None
 
     async def _abort_latency(self, task_id: str, labels: tuple[str, str]) -> None:
         stopped = time.time()
