@@ -17,20 +17,33 @@ from taskiq_kit.observability.metrics import MetricsMiddleware
 from taskiq_kit.scheduler import IntervalSchedule, KitScheduler
 
 REDIS_URL = os.environ.get("TASKIQ_KIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("TASKIQ_KIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
 class BoomError(RuntimeError):
     """What ``boom`` raises."""
 
 
-def build(name: str, *, late: bool = False, **options: Any) -> KitBroker:
-    """A Redis broker and store on keys of their own (``name``), with the tasks registered.
+def build(name: str, *, late: bool = False, rabbit: bool = False, **options: Any) -> KitBroker:
+    """A broker and store on names of their own (``name``), with the tasks registered.
 
-    ``late``: also register ``late`` (the fix of a task the worker did not know, deployed).
+    Redis broker and store; ``rabbit``: a RabbitMQ broker (exchange and queue ``name``) with
+    the Redis store. ``late``: also register ``late`` (the fix of a task the worker did not
+    know, deployed).
     """
-    broker = make_broker(
-        REDIS_URL, queue_name=name, key_prefix=name, result_options={"prefix": name}, **options
-    )
+    if rabbit:
+        broker = make_broker(
+            AMQP_URL,
+            result_url=REDIS_URL,
+            result_options={"prefix": name},
+            exchange=name,
+            queue_name=name,
+            **options,
+        )
+    else:
+        broker = make_broker(
+            REDIS_URL, queue_name=name, key_prefix=name, result_options={"prefix": name}, **options
+        )
 
     @broker.task(task_name="ok")
     async def ok(value: Any = None) -> Any:
@@ -55,6 +68,7 @@ def build(name: str, *, late: bool = False, **options: Any) -> KitBroker:
 
 NAME = os.environ.get("KIT_TEST_NAME", "kit-test-ops")
 broker = build(NAME, late=bool(os.environ.get("KIT_TEST_LATE")))
+rabbit_broker = build(NAME, rabbit=True)
 _PORT = os.environ.get("KIT_TEST_METRICS_PORT")
 if _PORT:
     broker.add_middlewares(MetricsMiddleware(port=int(_PORT), addr="127.0.0.1", queue_cache=0.2))

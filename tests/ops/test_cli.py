@@ -13,15 +13,17 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import aio_pika
 import pytest
 from redis.asyncio import Redis
 
 from taskiq_kit import KitBroker, TaskStatus
 from taskiq_kit.cli import ExitCode
 from taskiq_kit.inspect import DeadLetter, list_dead_letters
+from taskiq_kit.rabbit import RabbitBroker
 from taskiq_kit.redis import RedisBroker
 from tests.delivery.harness import send_raw
-from tests.ops.app import REDIS_URL, build
+from tests.ops.app import AMQP_URL, REDIS_URL, build
 from tests.ops.helpers import wait_final, wait_status
 from tests.private.redis import free_port
 from tests.processes import BIN, ROOT, taskiq_worker
@@ -175,13 +177,18 @@ async def client(name: str, redis_url: str) -> AsyncIterator[KitBroker]:
         await broker.shutdown()
         assert isinstance(broker, RedisBroker)
         await delete_keys(broker.keys)
-        redis = Redis.from_url(REDIS_URL)
-        try:
-            keys = [key async for key in redis.scan_iter(match=f"*{name}*", count=1000)]
-            if keys:
-                await redis.delete(*keys)
-        finally:
-            await redis.aclose()
+        await _forget(name)
+
+
+async def _forget(name: str) -> None:
+    """Delete every Redis key of the test ``name`` (records, schedules, heartbeats)."""
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"*{name}*", count=1000)]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
 
 
 async def _kick(broker: KitBroker, task_name: str, *args: Any, **labels: Any) -> str:
@@ -423,3 +430,41 @@ async def test_dead_letters_list_delete_replay_and_purge(name: str, client: KitB
         assert purged.code == ExitCode.OK
         assert purged.json() == {"deleted": 1}
         assert (await list_dead_letters(client)).total == 0
+
+
+@pytest.mark.slow
+@pytest.mark.rabbit
+@pytest.mark.redis
+@pytest.mark.timeout(120)
+async def test_a_rabbitmq_app_queues_tasks_and_abort(
+    name: str, amqp_url: str, redis_url: str
+) -> None:
+    broker = build(name, rabbit=True)
+    assert isinstance(broker, RabbitBroker)
+    await broker.startup()
+    try:
+        now = await _kick(broker, "ok", 1)
+        later = [await _kick(broker, "ok", n, delay=300) for n in range(2)]
+
+        def rabbit(*args: str) -> Ran:
+            return kit("-b", "tests.ops.app:rabbit_broker", *args, "--json", name=name)
+
+        queue = rabbit("queues", name)
+        assert queue.code == ExitCode.OK
+        (figures,) = queue.json()
+        assert (figures["ready"], figures["delayed"], figures["dead_lettered"]) == (1, 2, 0)
+
+        listed = rabbit("tasks")
+        statuses = {record["task_id"]: record["status"] for record in listed.json()["tasks"]}
+        assert statuses == {now: "pending", later[0]: "scheduled", later[1]: "scheduled"}
+        counts = rabbit("tasks", "--count").json()["counts"]
+        assert (counts["pending"], counts["scheduled"]) == (1, 2)
+
+        assert rabbit("abort", later[0]).json()["outcome"] == "aborted_before_start"
+        assert rabbit("status", later[0]).json()["status"] == "aborted"
+        assert rabbit("workers").json() == []
+    finally:
+        await broker.shutdown()
+        async with await aio_pika.connect(AMQP_URL) as connection:
+            await broker.topology.delete(await connection.channel())
+        await _forget(name)
