@@ -16,6 +16,7 @@ import click
 from taskiq.abc.broker import AsyncBroker
 from taskiq.cli.utils import import_object
 
+from taskiq_kit.exceptions import TaskiqKitError
 from taskiq_kit.factory import make_broker
 
 if TYPE_CHECKING:
@@ -63,7 +64,10 @@ class Target:
                 f"no broker: pass --broker module:broker, or set {BROKER_URL_VARIABLE} "
                 "(and TASKIQ_KIT_RESULT_URL when results live elsewhere)"
             )
-        return make_broker()
+        try:
+            return make_broker()
+        except (TaskiqKitError, ImportError) as exc:  # a bad TASKIQ_KIT_* value, a missing extra
+            raise click.UsageError(str(exc)) from exc
 
     def scheduler(self) -> KitScheduler:
         """The app's scheduler (``--scheduler``).

@@ -51,6 +51,19 @@ TRACER_NAME = "taskiq_kit"
 STATUS_EVENT = "taskiq_kit.status"
 
 
+#: Attributes of the message object (not fields: never serialised) holding its spans.
+_SEND_SPAN = "_taskiq_kit_send_span"
+_RUN_SPAN = "_taskiq_kit_run_span"
+
+
+class _Run:
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: Span, token: Token[Context]) -> None:
+        self.span = span
+        self.token = token
+
+
 def _attributes(message: TaskiqMessage, queue: str) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "messaging.system": "taskiq",
@@ -82,8 +95,6 @@ class TracingMiddleware(TaskiqMiddleware):
     def __init__(self, tracer: Tracer | None = None) -> None:
         super().__init__()
         self.tracer = tracer if tracer is not None else trace.get_tracer(TRACER_NAME)
-        self._sends: dict[str, Span] = {}
-        self._runs: dict[str, tuple[Span, Token[Context]]] = {}
 
     def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
         """Start the kick's span and put its context in the message labels.
@@ -100,13 +111,15 @@ class TracingMiddleware(TaskiqMiddleware):
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=trace.set_span_in_context(span))
         message.labels.update(carrier)
-        self._sends[message.task_id] = span
+        # Kept on the message (not in a dict of the middleware): a kick that fails never reaches
+        # post_send, and its span then goes with the message.
+        object.__setattr__(message, _SEND_SPAN, span)
         return message
 
     def post_send(self, message: TaskiqMessage) -> None:
         """Record the kick's status (``pending`` or ``scheduled``) and end its span."""
-        span = self._sends.pop(message.task_id, None)
-        if span is None:
+        span = message.__dict__.pop(_SEND_SPAN, None)
+        if not isinstance(span, Span):
             return
         due = label_float(message.labels.get(DUE_AT))
         status = "scheduled" if due is not None and due > time.time() else "pending"
@@ -132,15 +145,15 @@ class TracingMiddleware(TaskiqMiddleware):
         )
         span.add_event(STATUS_EVENT, {"status": "started"})
         token = otel_context.attach(trace.set_span_in_context(span, parent))
-        self._runs[message.task_id] = (span, token)
+        object.__setattr__(message, _RUN_SPAN, _Run(span, token))
         return message
 
     def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
         """Record the run's outcome and end its span."""
-        entry = self._runs.pop(message.task_id, None)
-        if entry is None:
+        run = message.__dict__.pop(_RUN_SPAN, None)
+        if not isinstance(run, _Run):
             return
-        span, token = entry
+        span = run.span
         error = result.error
         if isinstance(error, TaskAbortedError):
             span.add_event(STATUS_EVENT, {"status": "aborted"})
@@ -153,4 +166,4 @@ class TracingMiddleware(TaskiqMiddleware):
             span.add_event(STATUS_EVENT, {"status": "success"})
         span.set_attribute("taskiq.execution_time", result.execution_time)
         span.end()
-        otel_context.detach(token)
+        otel_context.detach(run.token)

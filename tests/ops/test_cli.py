@@ -15,7 +15,6 @@ from typing import Any
 
 import aio_pika
 import pytest
-from redis.asyncio import Redis
 
 from taskiq_kit import KitBroker, TaskStatus
 from taskiq_kit.cli import ExitCode
@@ -23,8 +22,8 @@ from taskiq_kit.inspect import DeadLetter, list_dead_letters
 from taskiq_kit.rabbit import RabbitBroker
 from taskiq_kit.redis import RedisBroker
 from tests.delivery.harness import send_raw
-from tests.ops.app import AMQP_URL, REDIS_URL, build
-from tests.ops.helpers import wait_final, wait_status
+from tests.ops.app import AMQP_URL, build
+from tests.ops.helpers import forget, wait_final, wait_status
 from tests.private.redis import free_port
 from tests.processes import BIN, ROOT, taskiq_worker
 from tests.redis.harness import delete_keys
@@ -177,18 +176,7 @@ async def client(name: str, redis_url: str) -> AsyncIterator[KitBroker]:
         await broker.shutdown()
         assert isinstance(broker, RedisBroker)
         await delete_keys(broker.keys)
-        await _forget(name)
-
-
-async def _forget(name: str) -> None:
-    """Delete every Redis key of the test ``name`` (records, schedules, heartbeats)."""
-    redis = Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in redis.scan_iter(match=f"*{name}*", count=1000)]
-        if keys:
-            await redis.delete(*keys)
-    finally:
-        await redis.aclose()
+        await forget(name)
 
 
 async def _kick(broker: KitBroker, task_name: str, *args: Any, **labels: Any) -> str:
@@ -467,4 +455,4 @@ async def test_a_rabbitmq_app_queues_tasks_and_abort(
         await broker.shutdown()
         async with await aio_pika.connect(AMQP_URL) as connection:
             await broker.topology.delete(await connection.channel())
-        await _forget(name)
+        await forget(name)

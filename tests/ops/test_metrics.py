@@ -16,7 +16,7 @@ from taskiq_kit import TaskStatus, abort_task
 from taskiq_kit.observability.metrics import KitMetrics, MetricsMiddleware, metrics_app
 from taskiq_kit.redis import RedisBroker
 from tests.ops.app import build
-from tests.ops.helpers import wait_final, wait_status
+from tests.ops.helpers import forget, wait_final, wait_status
 from tests.processes import taskiq_worker
 from tests.redis.harness import delete_keys
 
@@ -120,6 +120,7 @@ async def test_every_worker_process_serves_exact_counts_after_known_work(
         await client.shutdown()
         assert isinstance(client, RedisBroker)
         await delete_keys(client.keys)
+        await forget(name)
 
     labels = {"queue": name}
     assert (
@@ -170,6 +171,7 @@ async def test_the_mounted_app_serves_this_process_kicks_and_the_queue_gauges(
         await broker.shutdown()
         assert isinstance(broker, RedisBroker)
         await delete_keys(broker.keys)
+        await forget(name)
     assert total(samples, "taskiq_kit_tasks_kicked_total", task_name="ok", queue=name) == 4
     assert total(samples, "taskiq_kit_queue_figures_up") == 1
     assert total(samples, "taskiq_kit_queue_ready_messages", queue=name) == 3

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 from fastapi import FastAPI, Request
@@ -15,12 +16,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from taskiq_kit import KitBroker, TaskStatus, abort_task
+from taskiq_kit import KitBroker, TaskStatus, UnroutableTaskError, abort_task
 from taskiq_kit.observability.tracing import STATUS_EVENT, TracingMiddleware
+from taskiq_kit.rabbit import RabbitBroker
 from taskiq_kit.redis import RedisBroker
 from tests.brokers import in_process_worker
-from tests.ops.app import build
-from tests.ops.helpers import wait_final, wait_status
+from tests.ops.app import AMQP_URL, build
+from tests.ops.helpers import forget, wait_final, wait_status
 from tests.redis.harness import delete_keys
 
 pytestmark = pytest.mark.redis
@@ -51,6 +53,7 @@ async def _traced(name: str, tracer: trace.Tracer) -> AsyncIterator[tuple[KitBro
         await worker.shutdown()
         assert isinstance(worker, RedisBroker)
         await delete_keys(worker.keys)
+        await forget(name)
 
 
 def _app(client: KitBroker, tracer: trace.Tracer) -> FastAPI:
@@ -165,3 +168,33 @@ async def test_failure_delay_and_abort_are_status_events_of_their_spans(
         assert run.parent is not None
         assert run.parent.span_id == send.context.span_id
         assert run.context.trace_id == TRACE_ID
+
+
+@pytest.mark.rabbit
+async def test_a_failed_kick_leaves_the_callers_trace_context_as_it_was(
+    unique_name: Callable[[str], str], amqp_url: str, redis_url: str
+) -> None:
+    exporter, tracer = _exporter()
+    name = unique_name("trace")
+    broker = build(name, rabbit=True)
+    assert isinstance(broker, RabbitBroker)
+    broker.add_middlewares(TracingMiddleware(tracer=tracer))
+    await broker.startup()
+    try:
+        ok = broker.find_task("ok")
+        assert ok is not None
+        with tracer.start_as_current_span("request") as request:
+            with pytest.raises(UnroutableTaskError):
+                await ok.kicker().with_labels(queue=f"{name}-nowhere").kiq()
+            # taskiq's own middleware would leave its send span current here.
+            assert trace.get_current_span() is request
+            await ok.kiq(1)
+    finally:
+        await broker.shutdown()
+        async with await aio_pika.connect(AMQP_URL) as connection:
+            await broker.topology.delete(await connection.channel())
+        await forget(name)
+    spans = list(exporter.get_finished_spans())
+    assert [span.name for span in spans] == ["send ok", "request"]
+    assert spans[0].parent is not None
+    assert spans[0].parent.span_id == spans[1].context.span_id
