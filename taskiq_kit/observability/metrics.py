@@ -98,7 +98,7 @@ class QueueCollector(Collector):
                 self._figures = await queue_figures(self.broker)
                 self._up = 1.0
                 self._failure = None
-            except (TaskiqKitError, OSError, asyncio.TimeoutError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a scrape serves the rest whatever failed
                 # Logged when the failure changes, not on every scrape.
                 failure = f"{type(exc).__name__}: {exc}"
                 if failure != self._failure:
@@ -282,7 +282,18 @@ class MetricsMiddleware(TaskiqMiddleware):
             refresh=refresh,
             loop=asyncio.get_running_loop(),
         )
-        self.server.start()
+        try:
+            self.server.start()
+        except OSError:
+            # A taken port must not stop the worker from running tasks: say so, go on.
+            logger.exception(
+                "Worker %d cannot serve metrics on %s:%d; it runs without.",
+                index,
+                self.addr,
+                self.port + index,
+            )
+            self.server = None
+            return
         logger.info("Worker %d serves metrics on %s:%d.", index, self.addr, self.server.port)
 
     async def shutdown(self) -> None:
@@ -394,7 +405,9 @@ class MetricsServer:
                 try:
                     future.result(self.refresh_timeout)
                 except FutureTimeout:
-                    future.cancel()
+                    future.cancel()  # serve the cached figures
+                except Exception:  # noqa: BLE001 - the other metrics are still served
+                    logger.debug("Refreshing the queue figures failed.", exc_info=True)
             body: Iterable[bytes] = inner(environ, start_response)
             return body
 

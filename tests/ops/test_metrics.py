@@ -177,3 +177,27 @@ async def test_the_mounted_app_serves_this_process_kicks_and_the_queue_gauges(
     assert total(samples, "taskiq_kit_queue_ready_messages", queue=name) == 3
     assert total(samples, "taskiq_kit_queue_delayed_messages", queue=name) == 1
     assert total(samples, "taskiq_kit_queue_dead_lettered_messages", queue=name) == 0
+
+
+async def test_a_taken_port_does_not_stop_the_worker(caplog: pytest.LogCaptureFixture) -> None:
+    broker = build("kit-test-ops-port")  # not started: only the middleware's start-up runs
+    middleware = MetricsMiddleware(port=0, addr="127.0.0.1")
+    middleware.set_broker(broker)
+    broker.is_worker_process = True
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        middleware.port = taken.getsockname()[1]
+        await middleware.startup()
+    assert middleware.server is None
+    assert "cannot serve metrics" in caplog.text
+
+    free = MetricsMiddleware(port=_free_pair(), addr="127.0.0.1")
+    free.set_broker(broker)
+    await free.startup()
+    try:
+        assert free.server is not None
+        samples = await scrape(free.server.port)
+        assert total([samples], "taskiq_kit_tasks_in_progress") == 0
+    finally:
+        await free.shutdown()
