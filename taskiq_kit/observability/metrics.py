@@ -406,7 +406,7 @@ class MetricsServer:
                     future.result(self.refresh_timeout)
                 except FutureTimeout:
                     future.cancel()  # serve the cached figures
-                except Exception:  # noqa: BLE001 - the other metrics are still served
+                except Exception:
                     logger.debug("Refreshing the queue figures failed.", exc_info=True)
             body: Iterable[bytes] = inner(environ, start_response)
             return body
