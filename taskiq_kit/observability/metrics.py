@@ -212,6 +212,15 @@ class KitMetrics:
             registry=reg,
         )
         self.queues: QueueCollector | None = None
+        self._series: dict[tuple[str, str], Series] = {}
+
+    def series(self, task_name: str, queue: str) -> Series:
+        """The metrics of ``task_name`` on ``queue``."""
+        key = (task_name, queue)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = Series(self, key)
+        return found
 
     def watch_queues(self, broker: AsyncBroker, *, ttl: float = 5.0) -> QueueCollector:
         """Add the queue gauges of ``broker`` (read on scrape, cached ``ttl`` seconds); once."""
@@ -221,12 +230,48 @@ class KitMetrics:
         return self.queues
 
 
-class _Run:
-    __slots__ = ("labels", "started")
+class Series:
+    """The children of the task metrics for one (task name, queue): looked up once, then reused.
 
-    def __init__(self, labels: tuple[str, str], started: float) -> None:
+    ``labels()`` of prometheus-client takes a lock and checks the values on every call; a task
+    run touches six metrics, so the kit keeps each pair's children.
+    """
+
+    __slots__ = (
+        "abort_latency",
+        "in_progress",
+        "kicked",
+        "labels",
+        "metrics",
+        "outcomes",
+        "queue_wait",
+        "retries",
+        "runtime",
+        "started",
+    )
+
+    def __init__(self, metrics: KitMetrics, labels: tuple[str, str]) -> None:
+        self.metrics = metrics
         self.labels = labels
-        self.started = started
+        self.started = metrics.started.labels(*labels)
+        self.kicked = metrics.kicked.labels(*labels)
+        self.retries = metrics.retries.labels(*labels)
+        self.runtime = metrics.runtime.labels(*labels)
+        self.queue_wait = metrics.queue_wait.labels(*labels)
+        self.in_progress = metrics.in_progress.labels(*labels)
+        self.abort_latency = metrics.abort_latency.labels(*labels)
+        self.outcomes: dict[str, Counter] = {}
+
+    def outcome(self, status: str) -> Counter:
+        """The ``taskiq_kit_tasks_total`` child of ``status``."""
+        child = self.outcomes.get(status)
+        if child is None:
+            child = self.outcomes[status] = self.metrics.tasks.labels(*self.labels, status)
+        return child
+
+
+#: Attribute of a message (not a field: never serialised) holding its run's metrics.
+_RUN = "_taskiq_kit_metrics_run"
 
 
 class MetricsMiddleware(TaskiqMiddleware):
@@ -262,10 +307,9 @@ class MetricsMiddleware(TaskiqMiddleware):
         self.queue_metrics = queue_metrics
         self.queue_cache = queue_cache
         self.server: MetricsServer | None = None
-        self._runs: dict[str, _Run] = {}
 
-    def _labels(self, message: TaskiqMessage) -> tuple[str, str]:
-        return message.task_name, queue_of(self.broker, message.labels)
+    def _series(self, message: TaskiqMessage) -> Series:
+        return self.metrics.series(message.task_name, queue_of(self.broker, message.labels))
 
     async def startup(self) -> None:
         """In a worker process, start serving the metrics on ``port + worker number``."""
@@ -304,7 +348,7 @@ class MetricsMiddleware(TaskiqMiddleware):
 
     def post_send(self, message: TaskiqMessage) -> None:
         """Count a task sent."""
-        self.metrics.kicked.labels(*self._labels(message)).inc()
+        self._series(message).kicked.inc()
 
     def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
         """Count the start and the time the task waited for a worker."""
@@ -312,21 +356,20 @@ class MetricsMiddleware(TaskiqMiddleware):
         if run is not None and run.task_id == message.task_id and run.skipped:
             return message  # a duplicate delivery, or aborted before it started: no run
         now = time.time()
-        labels = self._labels(message)
-        metrics = self.metrics
-        metrics.started.labels(*labels).inc()
-        metrics.in_progress.labels(*labels).inc()
+        series = self._series(message)
+        series.started.inc()
+        series.in_progress.inc()
         retries = label_float(message.labels.get(RETRIES)) or 0
         if retries > 0:
-            metrics.retries.labels(*labels).inc()
+            series.retries.inc()
         due = label_float(message.labels.get(DUE_AT))
         if due is None and retries == 0:
             # Not delayed: due when kicked. (A retry sent without a delay keeps its first
             # kick's time: its wait is unknown, so it is not observed.)
             due = label_float(message.labels.get(KICKED_AT))
         if due is not None:
-            metrics.queue_wait.labels(*labels).observe(max(0.0, now - due))
-        self._runs[message.task_id] = _Run(labels, now)
+            series.queue_wait.observe(max(0.0, now - due))
+        object.__setattr__(message, _RUN, series)
         return message
 
     def post_execute(
@@ -337,19 +380,18 @@ class MetricsMiddleware(TaskiqMiddleware):
         Synchronous (taskiq then awaits nothing) but for an aborted run, whose latency needs
         the record's ``abort_requested_at``.
         """
-        run = self._runs.pop(message.task_id, None)
-        if run is None:
+        series = message.__dict__.pop(_RUN, None)
+        if not isinstance(series, Series):
             return None
-        metrics = self.metrics
-        metrics.in_progress.labels(*run.labels).dec()
-        metrics.runtime.labels(*run.labels).observe(result.execution_time)
+        series.in_progress.dec()
+        series.runtime.observe(result.execution_time)
         if isinstance(result.error, TaskAbortedError):
-            metrics.tasks.labels(*run.labels, "aborted").inc()
-            return self._abort_latency(message.task_id, run.labels)
-        metrics.tasks.labels(*run.labels, "failure" if result.is_err else "success").inc()
+            series.outcome("aborted").inc()
+            return self._abort_latency(message.task_id, series)
+        series.outcome("failure" if result.is_err else "success").inc()
         return None
 
-    async def _abort_latency(self, task_id: str, labels: tuple[str, str]) -> None:
+    async def _abort_latency(self, task_id: str, series: Series) -> None:
         stopped = time.time()
         try:
             record = await get_task_record(self.broker, task_id)
@@ -357,7 +399,7 @@ class MetricsMiddleware(TaskiqMiddleware):
             return
         if record.abort_requested_at is not None:
             latency = max(0.0, stopped - record.abort_requested_at)
-            self.metrics.abort_latency.labels(*labels).observe(latency)
+            series.abort_latency.observe(latency)
 
 
 class _QuietHandler(WSGIRequestHandler):
