@@ -14,6 +14,13 @@ from taskiq.message import BrokerMessage
 from taskiq_kit.abort.signal import AbortSignal
 from taskiq_kit.base import KitBroker
 from taskiq_kit.delivery import Delivery
+from taskiq_kit.flow.long import (
+    DEFAULT_LEASE,
+    DEFAULT_LONG_AFTER,
+    DEFAULT_MAX_RESENDS,
+    LongTaskKeeper,
+    lease_store_of,
+)
 from taskiq_kit.labels import Timing
 from taskiq_kit.memory.backend import MemoryResultBackend
 from taskiq_kit.rabbit.abort_signal import RabbitAbortSignal
@@ -21,6 +28,7 @@ from taskiq_kit.rabbit.connection import RabbitConnection
 from taskiq_kit.rabbit.consumer import Consumer
 from taskiq_kit.rabbit.delay import DEFAULT_LEVELS, DelayMode, probe_plugin
 from taskiq_kit.rabbit.legacy import legacy_levels, move_in_background
+from taskiq_kit.rabbit.long_tasks import RabbitLongTransport
 from taskiq_kit.rabbit.migrate import warn_of_stranded
 from taskiq_kit.rabbit.publisher import Outgoing, Publisher
 from taskiq_kit.rabbit.topology import QueueType, RabbitNames, Topology
@@ -60,6 +68,15 @@ class RabbitBroker(KitBroker):
         abort_signal: how abort requests reach the workers: by default a fanout exchange on
             this RabbitMQ (``make_broker`` passes Redis pub/sub when the result store is Redis).
         abort_poll_interval: seconds between the workers' checks for aborts they missed.
+        long_task_after: seconds a run may keep its delivery unacknowledged before its message
+            is kept in the result store under a lease and the delivery acknowledged, so that
+            RabbitMQ's ``consumer_timeout`` never fires (see :mod:`taskiq_kit.flow.long`);
+            keep it well below that timeout. Tasks labelled ``long=True`` are kept at once.
+            ``None``: only labelled tasks. Needs a shared store (Redis or PostgreSQL).
+        long_task_lease: seconds a kept message's lease lasts; its worker renews it every
+            third of that, and another worker sends the message again once it expires.
+        long_task_max_resends: times a kept message is sent again (its workers died) before it
+            is dead-lettered.
 
     """
 
@@ -82,7 +99,22 @@ class RabbitBroker(KitBroker):
         max_delivery_attempts: int = 5,
         abort_signal: AbortSignal | None = None,
         abort_poll_interval: float = 1.0,
+        long_task_after: float | None = DEFAULT_LONG_AFTER,
+        long_task_lease: float = DEFAULT_LEASE,
+        long_task_max_resends: int = DEFAULT_MAX_RESENDS,
     ) -> None:
+        if not long_task_lease > 0:
+            raise ValueError(f"long_task_lease must be > 0 seconds, got {long_task_lease!r}")
+        if long_task_after is not None and not long_task_after >= 0:
+            raise ValueError(
+                f"long_task_after must be >= 0 seconds or None, got {long_task_after!r}"
+            )
+        self.long_task_after = long_task_after
+        self.long_task_lease = long_task_lease
+        self.long_task_max_resends = long_task_max_resends
+        #: The worker's keeper of long runs (set while consuming with a shared store).
+        self.long_tasks: LongTaskKeeper | None = None
+        self._upkeep: asyncio.Task[None] | None = None
         super().__init__(
             result_backend=result_backend or MemoryResultBackend(),
             max_delivery_attempts=max_delivery_attempts,
@@ -148,6 +180,7 @@ class RabbitBroker(KitBroker):
 
     async def shutdown(self) -> None:
         """Run shutdown hooks, requeue prefetched messages and close the connection."""
+        await self._stop_upkeep()  # before the store closes
         await super().shutdown()
         moving, self._moving = self._moving, None
         if moving is not None and not moving.done():
@@ -214,6 +247,36 @@ class RabbitBroker(KitBroker):
         )
         await self.publisher.send(out, timing.due_at)
 
-    def deliveries(self) -> AsyncGenerator[Delivery, None]:
-        """Yield task deliveries from every queue of this broker."""
-        return self.consumer.deliveries()
+    async def deliveries(self) -> AsyncGenerator[Delivery, None]:
+        """Yield task deliveries from every queue of this broker, keeping long runs' messages."""
+        store = lease_store_of(self.result_backend)
+        if store is None:
+            logger.info(
+                "Long tasks are not kept: %s is not a shared store; a run past RabbitMQ's "
+                "consumer_timeout is delivered again.",
+                type(self.result_backend).__name__,
+            )
+            async for delivery in self.consumer.deliveries():
+                yield delivery
+            return
+        keeper = LongTaskKeeper(
+            store,
+            RabbitLongTransport(self.consumer, self.publisher),
+            lease=self.long_task_lease,
+            long_after=self.long_task_after,
+            max_resends=self.long_task_max_resends,
+        )
+        self.long_tasks = keeper
+        self.consumer.is_kept = store.is_kept
+        await self._stop_upkeep()
+        # Runs until shutdown, not until consuming stops: the runs still going on then keep
+        # renewing their leases, and release them when they end.
+        self._upkeep = asyncio.create_task(keeper.run())
+        async for delivery in self.consumer.deliveries():
+            yield delivery
+
+    async def _stop_upkeep(self) -> None:
+        upkeep, self._upkeep = self._upkeep, None
+        if upkeep is not None:
+            upkeep.cancel()
+            await asyncio.gather(upkeep, return_exceptions=True)

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 
 import aio_pika
 import aiormq
@@ -21,6 +21,7 @@ from pamqp.commands import Basic
 
 from taskiq_kit.delivery import Delivery
 from taskiq_kit.rabbit.connection import CONNECTION_ERRORS, RabbitConnection
+from taskiq_kit.rabbit.inflight import InFlightDelivery
 from taskiq_kit.rabbit.messages import attempt_of, delivery_tag, outgoing_of
 from taskiq_kit.rabbit.publisher import Publisher
 from taskiq_kit.rabbit.settle import Settler, settle
@@ -79,22 +80,57 @@ class Consumer:
         self._tags: dict[str, str] = {}  # consumer tag -> queue, on the current underlying channel
         self._consuming = False
         self._recovering: set[asyncio.Task[None]] = set()
-        self._ready: asyncio.Queue[tuple[DeliveredMessage, Settler, Delivery]] = asyncio.Queue()
+        self._ready: asyncio.Queue[tuple[InFlightDelivery, Delivery]] = asyncio.Queue()
         self._held: dict[asyncio.TimerHandle, tuple[DeliveredMessage, Settler]] = {}
+        self._in_flight: dict[InFlightDelivery, None] = {}
+        #: Whether the store keeps a task's message (set for long tasks: a repeated delivery of
+        #: a kept message is dropped, the store owns it; see :mod:`taskiq_kit.flow.long`).
+        self.is_kept: Callable[[str], Awaitable[bool]] | None = None
+        #: Repeated deliveries dropped because the store keeps their message.
+        self.kept_dropped = 0
+
+    def in_flight(self) -> Iterator[InFlightDelivery]:
+        """The deliveries handed out and not settled, on channels still open."""
+        return (delivery for delivery in self._in_flight if not delivery.stale)
 
     async def deliveries(self) -> AsyncGenerator[Delivery, None]:
         """Consume until closed; on close, return held and buffered messages to their queues."""
         await self._start()
         try:
             while True:
-                _, settler, delivery = await self._ready.get()
+                flight, delivery = await self._ready.get()
+                message, settler = flight.message, flight.settler
                 if settler.stale:
                     # Its channel died (reconnection): RabbitMQ redelivers it on the new one.
                     logger.debug("Dropped a delivery of a closed channel; it will be redelivered.")
                     continue
+                if message.redelivered and await self._kept_elsewhere(message, settler):
+                    continue
+                self._in_flight[flight] = None
                 yield delivery
         finally:
             await self.stop_consuming()
+
+    async def _kept_elsewhere(self, message: DeliveredMessage, settler: Settler) -> bool:
+        """Drop a repeated delivery whose message the store keeps (a long task's)."""
+        is_kept = self.is_kept
+        task_id = message.header.properties.message_id
+        if is_kept is None or not task_id:
+            return False
+        try:
+            kept = await is_kept(task_id)
+        except Exception as exc:  # noqa: BLE001 - unknown: let the delivery gate judge it
+            logger.warning("Cannot tell whether task %s is kept (%s).", task_id, exc)
+            return False
+        if not kept:
+            return False
+        logger.info("Task %s: a repeated delivery of a kept long task; dropped.", task_id)
+        self.kept_dropped += 1
+        await settler.ack_now(delivery_tag(message))
+        return True
+
+    def _untrack(self, delivery: InFlightDelivery) -> None:
+        self._in_flight.pop(delivery, None)
 
     async def _start(self) -> None:
         if self._channel is not None and not self._channel.is_closed:
@@ -112,6 +148,7 @@ class Consumer:
             raise self.connection.unavailable(exc) from exc
         if isinstance(channel, AbstractRobustChannel):
             channel.reopen_callbacks.add(self._on_reopen)
+        channel.close_callbacks.add(self._on_closed)
         logger.info("Consuming %s.", ", ".join(self._queues))
 
     async def _consume(self, channel: AbstractChannel) -> None:
@@ -174,6 +211,17 @@ class Consumer:
             logger.info("Consuming %s again.", queue)
             return
 
+    def _on_closed(self, _: object, exc: BaseException | None) -> None:
+        """Say why RabbitMQ closed the channel when a run outlived its ``consumer_timeout``."""
+        if "acknowledgement" in str(exc) and "timed out" in str(exc):
+            logger.warning(
+                "RabbitMQ closed the consumer channel (%s): a delivery stayed unacknowledged "
+                "past its consumer_timeout; its messages are delivered again, and a task "
+                "still running may run twice. Label such tasks long=True, or set "
+                "long_task_after below the server's consumer_timeout (see the long tasks page).",
+                exc,
+            )
+
     async def _on_reopen(self, channel: AbstractRobustChannel | None) -> None:
         """After a reconnection, consume again on the restored channel."""
         if not self._consuming or channel is None or channel is not self._channel:
@@ -202,8 +250,8 @@ class Consumer:
             handle.cancel()
         self._held.clear()
         while not self._ready.empty():
-            message, held_by, _ = self._ready.get_nowait()
-            returned.append((message, held_by))
+            flight, _ = self._ready.get_nowait()
+            returned.append((flight.message, flight.settler))
         for message, held_by in returned:
             if not held_by.stale:
                 await held_by.nack(delivery_tag(message))
@@ -233,23 +281,22 @@ class Consumer:
             logger.warning("Cannot re-publish a message; it stays queued.", exc_info=True)
             await settler.nack(tag)
             return
+        flight = InFlightDelivery(message, settler, queue, self._dead_letter, self._untrack)
         delivery = Delivery(
             data=message.body,
-            ack=functools.partial(settler.ack_now, tag),
-            ack_later=functools.partial(settler.ack, tag),
-            dead_letter=functools.partial(self._dead_letter, message, settler, queue),
+            ack=flight.ack,
+            ack_later=flight.ack_later,
+            dead_letter=flight.dead_letter,
             attempt=attempt_of(
                 headers, self.topology.queue_type, redelivered=bool(message.redelivered)
             ),
         )
         if remaining <= 0:
-            self._ready.put_nowait((message, settler, delivery))
+            self._ready.put_nowait((flight, delivery))
         else:
-            self._hold(message, settler, delivery, due_at or 0.0)
+            self._hold(flight, delivery, due_at or 0.0)
 
-    def _hold(
-        self, message: DeliveredMessage, settler: Settler, delivery: Delivery, due_at: float
-    ) -> None:
+    def _hold(self, flight: InFlightDelivery, delivery: Delivery, due_at: float) -> None:
         """Hand ``delivery`` on at ``due_at`` exactly (never earlier: re-checked on wake-up)."""
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle
@@ -258,12 +305,12 @@ class Consumer:
             self._held.pop(handle, None)
             remaining = due_at - time.time()
             if remaining > 0:
-                self._hold(message, settler, delivery, due_at)
+                self._hold(flight, delivery, due_at)
             else:
-                self._ready.put_nowait((message, settler, delivery))
+                self._ready.put_nowait((flight, delivery))
 
         handle = loop.call_later(max(0.0, due_at - time.time()), release)
-        self._held[handle] = (message, settler)
+        self._held[handle] = (flight.message, flight.settler)
 
     async def _resend(self, message: DeliveredMessage, settler: Settler, queue: str) -> None:
         out = outgoing_of(message, queue)
@@ -271,12 +318,19 @@ class Consumer:
         await settler.ack_now(delivery_tag(message))
 
     async def _dead_letter(
-        self, message: DeliveredMessage, settler: Settler, queue: str, reason: str
+        self,
+        message: DeliveredMessage,
+        settler: Settler,
+        queue: str,
+        reason: str,
+        acknowledge: bool = True,
     ) -> None:
         try:
             await self.publisher.dead_letter(outgoing_of(message, queue), reason)
         except Exception:
             logger.exception("Cannot dead-letter a message; it is requeued.")
-            await settler.nack(delivery_tag(message))
+            if acknowledge:
+                await settler.nack(delivery_tag(message))
             return
-        await settler.ack_now(delivery_tag(message))
+        if acknowledge:
+            await settler.ack_now(delivery_tag(message))

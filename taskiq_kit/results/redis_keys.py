@@ -49,3 +49,18 @@ class ResultKeys:
     def events(self, task_id: str) -> str:
         """Pub/sub channel announcing progress writes and the final status."""
         return self._key(task_id, "events")
+
+    def long_leases(self) -> str:
+        """Leases of kept long-task messages (a sorted set: task id -> expiry, unix seconds).
+
+        The three long-task keys share the hash tag ``{long}`` (one Redis Cluster slot).
+        """
+        return f"{self.prefix}:{{long}}:leases"
+
+    def long_owners(self) -> str:
+        """Who holds each long-task lease (a hash: task id -> worker)."""
+        return f"{self.prefix}:{{long}}:owners"
+
+    def long_kept(self) -> str:
+        """Kept long-task messages (a hash: task id -> JSON with the base64 body)."""
+        return f"{self.prefix}:{{long}}:kept"

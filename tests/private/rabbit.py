@@ -62,10 +62,22 @@ class PrivateRabbit:
         start_timeout: seconds the node may take to boot.
         cookie: the Erlang cookie (nodes of one cluster share it); by default the node makes
             its own.
+        config: more ``rabbitmq.conf`` lines, e.g. ``{"consumer_timeout": "5000"}``.
+        advanced: settings of the ``rabbit`` application that ``rabbitmq.conf`` cannot set,
+            written to ``advanced.config`` as Erlang terms, e.g. ``{"channel_tick_interval":
+            "1000"}`` (RabbitMQ checks ``consumer_timeout`` on each channel tick: once a minute
+            by default).
 
     """
 
-    def __init__(self, *, start_timeout: float = 90.0, cookie: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        start_timeout: float = 90.0,
+        cookie: str | None = None,
+        config: dict[str, str] | None = None,
+        advanced: dict[str, str] | None = None,
+    ) -> None:
         self.node = f"kit-{uuid.uuid4().hex[:12]}@localhost"
         self.port = free_port()
         self.dist_port = free_port()
@@ -85,7 +97,11 @@ class PrivateRabbit:
             "loopback_users.guest = true\n"
             "vm_memory_high_watermark.relative = 0.4\n"
             "disk_free_limit.absolute = 50MB\n"
+            + "".join(f"{key} = {value}\n" for key, value in (config or {}).items())
         )
+        if advanced:
+            terms = ", ".join(f"{{{key}, {value}}}" for key, value in advanced.items())
+            (self.dir / "advanced.config").write_text(f"[{{rabbit, [{terms}]}}].\n")
         self.env = {
             **os.environ,
             # The node and its CLI calls share this HOME, hence one private Erlang cookie.
@@ -243,9 +259,14 @@ class PrivateRabbit:
 
 
 @contextlib.contextmanager
-def private_rabbit_node() -> Iterator[PrivateRabbit]:
-    """A started :class:`PrivateRabbit`, stopped and removed when the block ends."""
-    node = PrivateRabbit()
+def private_rabbit_node(
+    *, config: dict[str, str] | None = None, advanced: dict[str, str] | None = None
+) -> Iterator[PrivateRabbit]:
+    """A started :class:`PrivateRabbit`, stopped and removed when the block ends.
+
+    ``config`` and ``advanced``: see :class:`PrivateRabbit`.
+    """
+    node = PrivateRabbit(config=config, advanced=advanced)
     try:
         node.start()
         yield node
