@@ -51,7 +51,8 @@ class QueueFigures(BaseModel):
     Attributes:
         name: the queue's name.
         ready: waiting for a worker.
-        in_flight: delivered to a worker, not settled yet.
+        in_flight: delivered to a worker, not settled yet (``None`` where the transport cannot
+            tell: RabbitMQ over AMQP).
         delayed: waiting for their due time (the delay ladder or set).
         dead_lettered: in the dead-letter queue.
         consumers: workers consuming the queue now (``None`` where the transport cannot tell).
@@ -60,7 +61,7 @@ class QueueFigures(BaseModel):
 
     name: str
     ready: int
-    in_flight: int
+    in_flight: int | None
     delayed: int
     dead_lettered: int
     consumers: int | None = None

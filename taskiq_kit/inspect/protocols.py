@@ -84,10 +84,10 @@ class DeadLetterBox(Protocol):
     ) -> ReplayReport:
         """Send dead letters back to their queue as fresh deliveries (``None``: all of them).
 
-        In batches; an interrupted replay loses nothing and sends nothing twice when it is run
-        again (each dead letter is published, confirmed, before it leaves the dead letters, and
-        one already sent is recognised and not sent again). Each replayed task's record goes
-        back to ``pending`` with its attempt count reset.
+        In batches, each moved atomically (sent and removed from the dead letters together, or
+        neither): an interrupted replay loses nothing and sends nothing twice when it is run
+        again. Each replayed task's record goes back to ``pending`` with its attempt count
+        reset, once its message is sent.
         """
 
     async def delete_dead_letters(

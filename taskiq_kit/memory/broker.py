@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskiq.events import TaskiqEvents
 from taskiq.message import BrokerMessage
@@ -17,10 +17,15 @@ from taskiq.utils import maybe_awaitable
 from taskiq_kit.abort.signal import MemoryAbortSignal
 from taskiq_kit.base import KitBroker
 from taskiq_kit.delivery import Delivery
+from taskiq_kit.inspect.models import DeadLetterPage, QueueFigures, ReplayReport
 from taskiq_kit.labels import Timing
 from taskiq_kit.memory.backend import MemoryResultBackend
+from taskiq_kit.memory.inspect import MemoryDeadLetters, MemoryInspector
 from taskiq_kit.memory.loops import LoopState, LoopStates, Settlement
 from taskiq_kit.results.backend import KitResultBackend
+
+if TYPE_CHECKING:
+    from taskiq_kit.inspect.protocols import ProgressCallback
 
 logger = logging.getLogger("taskiq_kit.memory")
 
@@ -78,8 +83,10 @@ class MemoryBroker(KitBroker):
         self.await_inplace = await_inplace
         self.cast_types = cast_types
         self.propagate_exceptions = propagate_exceptions
-        #: Messages the gate sent to the dead-letter queue, with the reason, oldest first.
-        self.dead_letters: list[tuple[bytes, str]] = []
+        self.dead_letter_box = MemoryDeadLetters()
+        self.inspector = MemoryInspector(
+            self, self.dead_letter_box, loop_state=self.loop_state, requeue=self.requeue
+        )
         self._loops = LoopStates(max_async_tasks)
         self._executor: ThreadPoolExecutor | None = None
 
@@ -173,7 +180,7 @@ class MemoryBroker(KitBroker):
         """Pass ``data`` through the delivery gate and run it as taskiq's Receiver would."""
 
         async def dead_letter(reason: str) -> None:
-            self.dead_letters.append((data, reason))
+            self.dead_letter_box.add(data, reason)
 
         delivery = Delivery(data=data, ack=_settled_at_the_end, dead_letter=dead_letter)
         try:
@@ -218,7 +225,7 @@ class MemoryBroker(KitBroker):
                 async def dead_letter(
                     reason: str, data: bytes = data, settlement: Settlement = settlement
                 ) -> None:
-                    self.dead_letters.append((data, reason))
+                    self.dead_letter_box.add(data, reason)
                     settlement.settle()
 
                 yield Delivery(data=data, ack=settlement.settle, dead_letter=dead_letter)
@@ -241,3 +248,40 @@ class MemoryBroker(KitBroker):
 
         """
         await asyncio.wait_for(self._loops.current().idle.wait(), timeout)
+
+    @property
+    def dead_letters(self) -> list[tuple[bytes, str]]:
+        """Messages the gate sent to the dead-letter queue, as (body, reason), oldest first."""
+        return [(entry.data, entry.reason) for entry in self.dead_letter_box.entries.values()]
+
+    def loop_state(self) -> LoopState | None:
+        """The broker's state in the running event loop (``None``: nothing kicked there yet)."""
+        return self._loops.existing()
+
+    def requeue(self, data: bytes) -> None:
+        """Hand ``data`` to the broker again as a message due now (a replayed dead letter)."""
+        state = self._loops.current()
+        state.begin()
+        self._release(state, data)
+
+    # The inspect API (see :mod:`taskiq_kit.memory.inspect`).
+
+    async def queue_figures(self) -> list[QueueFigures]:
+        """Ready, running, delayed and dead-lettered messages of this event loop."""
+        return await self.inspector.queue_figures()
+
+    async def list_dead_letters(self, *, limit: int, cursor: str | None) -> DeadLetterPage:
+        """One page of dead letters, oldest first."""
+        return await self.inspector.list_dead_letters(limit=limit, cursor=cursor)
+
+    async def replay_dead_letters(
+        self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None
+    ) -> ReplayReport:
+        """Kick dead letters again (``None``: all of them)."""
+        return await self.inspector.replay_dead_letters(ids, progress=progress)
+
+    async def delete_dead_letters(
+        self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None
+    ) -> ReplayReport:
+        """Forget dead letters (``None``: all of them)."""
+        return await self.inspector.delete_dead_letters(ids, progress=progress)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiormq
 from taskiq.message import BrokerMessage
@@ -21,18 +21,23 @@ from taskiq_kit.flow.long import (
     LongTaskKeeper,
     lease_store_of,
 )
+from taskiq_kit.inspect.models import DeadLetterPage, QueueFigures, ReplayReport
 from taskiq_kit.labels import Timing
 from taskiq_kit.memory.backend import MemoryResultBackend
 from taskiq_kit.rabbit.abort_signal import RabbitAbortSignal
 from taskiq_kit.rabbit.connection import RabbitConnection
 from taskiq_kit.rabbit.consumer import Consumer
 from taskiq_kit.rabbit.delay import DEFAULT_LEVELS, DelayMode, probe_plugin
+from taskiq_kit.rabbit.inspect import RabbitInspector
 from taskiq_kit.rabbit.legacy import legacy_levels, move_in_background
 from taskiq_kit.rabbit.long_tasks import RabbitLongTransport
 from taskiq_kit.rabbit.migrate import warn_of_stranded
 from taskiq_kit.rabbit.publisher import Outgoing, Publisher
 from taskiq_kit.rabbit.topology import QueueType, RabbitNames, Topology
 from taskiq_kit.results.backend import KitResultBackend
+
+if TYPE_CHECKING:
+    from taskiq_kit.inspect.protocols import ProgressCallback
 
 logger = logging.getLogger("taskiq_kit.rabbit")
 
@@ -157,6 +162,7 @@ class RabbitBroker(KitBroker):
         self._started = False
         self._start_lock = asyncio.Lock()
         self._moving: asyncio.Task[None] | None = None
+        self.inspector = RabbitInspector(self, self.connection, self.topology)
 
     def __repr__(self) -> str:
         return f"RabbitBroker({self.connection.target!r})"
@@ -280,3 +286,28 @@ class RabbitBroker(KitBroker):
         if upkeep is not None:
             upkeep.cancel()
             await asyncio.gather(upkeep, return_exceptions=True)
+
+    # The inspect API (see :mod:`taskiq_kit.rabbit.inspect`).
+
+    async def queue_figures(self) -> list[QueueFigures]:
+        """Ready messages and consumers of each task queue; the ladder's and the dead letters.
+
+        ``in_flight`` is ``None``: AMQP does not tell it (see :mod:`taskiq_kit.rabbit.inspect`).
+        """
+        return await self.inspector.queue_figures()
+
+    async def list_dead_letters(self, *, limit: int, cursor: str | None) -> DeadLetterPage:
+        """One page of the dead-letter queue, oldest first."""
+        return await self.inspector.list_dead_letters(limit=limit, cursor=cursor)
+
+    async def replay_dead_letters(
+        self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None
+    ) -> ReplayReport:
+        """Send dead letters back to their queues (``None``: all), a transaction per batch."""
+        return await self.inspector.replay_dead_letters(ids, progress=progress)
+
+    async def delete_dead_letters(
+        self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None
+    ) -> ReplayReport:
+        """Delete dead letters (``None``: purge them all)."""
+        return await self.inspector.delete_dead_letters(ids, progress=progress)

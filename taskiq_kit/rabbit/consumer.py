@@ -325,8 +325,12 @@ class Consumer:
         reason: str,
         acknowledge: bool = True,
     ) -> None:
+        headers = message.header.properties.headers or {}
+        attempt = attempt_of(
+            headers, self.topology.queue_type, redelivered=bool(message.redelivered)
+        )
         try:
-            await self.publisher.dead_letter(outgoing_of(message, queue), reason)
+            await self.publisher.dead_letter(outgoing_of(message, queue), reason, attempt=attempt)
         except Exception:
             logger.exception("Cannot dead-letter a message; it is requeued.")
             if acknowledge:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import time
+import uuid
 from dataclasses import dataclass
 from typing import cast
 
@@ -34,6 +35,14 @@ TASK_HEADER = "kit-task"
 ATTEMPT_HEADER = "kit-attempt"
 #: Header with the reason a message was dead-lettered.
 REASON_HEADER = "kit-reason"
+#: Header with the id of a dead letter (what the inspect API's replay and delete take).
+DEAD_ID_HEADER = "kit-dead-id"
+#: Header with the instant a message was dead-lettered (integer unix milliseconds).
+DEAD_AT_HEADER = "kit-dead-at-ms"
+#: Header with the deliveries a message had when it was dead-lettered.
+DEAD_ATTEMPT_HEADER = "kit-dead-attempt"
+#: Header of a replayed message: the id of the dead letter it was.
+REPLAY_OF_HEADER = "kit-replay-of"
 
 #: AMQP delivery mode of messages that survive a broker restart.
 PERSISTENT = 2
@@ -149,11 +158,18 @@ class Publisher:
             exchange, out.body, properties, key, mandatory=mandatory, task_name=out.task_name
         )
 
-    async def dead_letter(self, out: Outgoing, reason: str) -> None:
-        """Publish ``out`` to the dead-letter queue with ``reason`` (confirmed)."""
+    async def dead_letter(self, out: Outgoing, reason: str, *, attempt: int = 1) -> None:
+        """Publish ``out`` to the dead-letter queue with ``reason`` (confirmed).
+
+        The message gets an id of its own, the instant and its delivery count (see
+        :mod:`taskiq_kit.rabbit.inspect`).
+        """
         declared = self._ready()
         headers = dict(out.headers)
         headers[REASON_HEADER] = reason
+        headers[DEAD_ID_HEADER] = uuid.uuid4().hex
+        headers[DEAD_AT_HEADER] = int(time.time() * 1000)
+        headers[DEAD_ATTEMPT_HEADER] = attempt
         headers[QUEUE_HEADER] = out.queue
         headers[TASK_HEADER] = out.task_name
         properties = Basic.Properties(
