@@ -192,7 +192,7 @@ async def test_a_taken_port_does_not_stop_the_worker(caplog: pytest.LogCaptureFi
     assert middleware.server is None
     assert "cannot serve metrics" in caplog.text
 
-    free = MetricsMiddleware(port=_free_pair(), addr="127.0.0.1")
+    free = MetricsMiddleware(port=_free_pair(), addr="127.0.0.1", queue_metrics=False)
     free.set_broker(broker)
     await free.startup()
     try:
