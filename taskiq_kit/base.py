@@ -24,6 +24,7 @@ from taskiq_kit.exceptions import (
     NotAKitResultBackendError,
     ProcessLocalStoreError,
 )
+from taskiq_kit.flow.control import FlowControl
 from taskiq_kit.kicker import KitDecoratedTask
 from taskiq_kit.labels import Timing, TimingMiddleware, read_timing
 from taskiq_kit.middleware import KitMiddleware
@@ -83,6 +84,8 @@ class KitBroker(AsyncBroker):
         self._consuming = False
         self.formatter = HandoffFormatter(self)
         self.decorator_class = KitDecoratedTask
+        #: Rate limits, concurrency limits, unique and debounced tasks (see taskiq_kit.flow).
+        self.flow = FlowControl(self)
         self.gate = DeliveryGate(
             lifecycle=self._store_lifecycle,
             parse=self._parse,
@@ -90,11 +93,14 @@ class KitBroker(AsyncBroker):
             max_attempts=max_delivery_attempts,
             hand_off=self._hand_off,
             process_local=self._store_is_process_local,
+            flow=self.flow.admit,
         )
         self.aborts = AbortMiddleware(abort_signal, poll_interval=abort_poll_interval)
         status = StatusMiddleware(on_saved=self.gate.result_saved, run_number=self.gate.run_number)
         redact_taskiq_logs()
-        self.add_middlewares(KitMiddleware(TimingMiddleware(), status, self.aborts))
+        self.add_middlewares(
+            KitMiddleware(TimingMiddleware(), status, self.aborts, on_run_end=self.flow.run_ended)
+        )
         self._lifecycle: Literal["new", "running", "stopped"] = "new"
 
     @property
@@ -199,6 +205,7 @@ class KitBroker(AsyncBroker):
         if self._lifecycle == "stopped":
             return
         self._lifecycle = "stopped"
+        await self.flow.shutdown()
         await super().shutdown()
 
     def with_result_backend(self, result_backend: AsyncResultBackend[Any]) -> Self:
@@ -219,6 +226,8 @@ class KitBroker(AsyncBroker):
         return self
 
     def _register_task(self, task_name: str, task: AsyncTaskiqDecoratedTask[Any, Any]) -> None:
+        # Flow options are checked (and their labels made plain text) at definition.
+        self.flow.define(task_name, task)
         # Wrap the function so an abort stops the task's own code, not taskiq's callback.
         task.original_func = abortable(task.original_func)
         super()._register_task(task_name, task)

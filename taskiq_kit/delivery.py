@@ -151,6 +151,9 @@ class DeliveryGate:
         max_attempts: starts of one message without finishing before it is dead-lettered.
         hand_off: gives the Receiver the message parsed here, so it does not parse it again.
         process_local: whether the broker's store lives in this process only.
+        flow: flow control's admission (:meth:`~taskiq_kit.flow.control.FlowControl.admit`):
+            false when the message must not run now (it was re-scheduled, or superseded);
+            its delivery is then settled here.
 
     """
 
@@ -167,6 +170,7 @@ class DeliveryGate:
         max_attempts: int,
         hand_off: Callable[[bytes, TaskiqMessage], None] | None = None,
         process_local: Callable[[], bool] = lambda: False,
+        flow: Callable[[TaskiqMessage], Awaitable[bool]] | None = None,
     ) -> None:
         self.lifecycle = lifecycle
         self.parse = parse
@@ -174,6 +178,7 @@ class DeliveryGate:
         self.hand_off = hand_off
         self.process_local = process_local
         self.max_attempts = max_attempts
+        self.flow = flow
         self._saved: set[str] = set()
         self._runs: dict[str, int] = {}
         #: Redeliveries dropped because their kick had finished (or was aborted) already.
@@ -221,6 +226,9 @@ class DeliveryGate:
             await self._dead_letter(delivery, problem or "unparseable message", None)
             return None
         drop = await self._verdict(message, delivery.attempt)
+        if drop is None and self.flow is not None and not await self.flow(message):
+            drop = _Drop()  # re-scheduled by flow control, or superseded: settled below
+            self._runs.pop(message.task_id, None)  # its run is numbered when it comes back
         if drop is None:
             if self.hand_off is not None:
                 self.hand_off(delivery.data, message)

@@ -376,3 +376,42 @@ class InspectNotSupportedError(TaskiqKitError, TypeError):
     __template__ = "{target} does not support {feature}"
     target: str
     feature: str
+
+
+class InvalidFlowOptionError(TaskiqKitError, ValueError):
+    """A flow-control option (``rate_limit``, ``concurrency``, ``unique_for``, ``debounce``) is invalid."""
+
+    __template__ = "invalid {option}={value!r} on task {task!r}: {reason}"
+    option: str
+    value: object
+    task: str
+    reason: str
+
+
+class FlowOptionTypeError(InvalidFlowOptionError, TypeError):
+    """A flow-control option has a value of the wrong type."""
+
+
+class FlowKeyError(TaskiqKitError, ValueError):
+    """A flow-control key function raised, or returned no usable key, when a task was kicked."""
+
+    __template__ = (
+        "the {option} key function of task {task!r} failed: {reason}; it is called with the "
+        "task's arguments and must return a str, int or float"
+    )
+    option: str
+    task: str
+    reason: str
+
+
+class FlowStoreError(TaskiqKitError, RuntimeError):
+    """Flow control needs a store every worker shares, and the broker has none."""
+
+    __template__ = (
+        "task {task!r} uses flow control ({option}), which needs a store shared by every "
+        "process, but {store} lives in one process only; pass result_url='redis://...' or "
+        "result_url='postgresql://...' to make_broker()"
+    )
+    task: str
+    option: str
+    store: str

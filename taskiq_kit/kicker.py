@@ -23,6 +23,7 @@ from taskiq_kit.exceptions import (
     ProcessLocalStoreError,
     UnroutableTaskError,
 )
+from taskiq_kit.flow.control import FlowControl
 
 logger = logging.getLogger("taskiq_kit")
 
@@ -90,14 +91,33 @@ class KitKicker(AsyncKicker[_P, _R]):
     async def kiq(self, *args: _P.args, **kwargs: _P.kwargs) -> Any:
         """Send the task; see taskiq's ``AsyncKicker.kiq``.
 
+        A task with flow-control options (see :mod:`taskiq_kit.flow`) gets its keys computed
+        here, from these arguments; a ``unique_for`` task whose key is held returns the handle
+        of the task holding it.
+
         Returns:
             A :class:`KitTask` to wait for the result.
 
         Raises:
             InvalidTaskIdError: when the id given to ``with_task_id`` breaks the kit's rule.
+            InvalidFlowOptionError: when a flow option given at kick time is invalid.
+            FlowKeyError: when a flow key function raises or returns no usable key.
             SendTaskError: when the task could not be sent (the kit's subclasses as themselves).
 
         """
+        flow = getattr(self.broker, "flow", None)
+        if isinstance(flow, FlowControl):
+            plan = flow.plan(self.task_name, self.labels, args, kwargs)
+            if plan is not None:
+                return await flow.kick(
+                    self, plan, lambda: self._send(*args, **kwargs), self._handle
+                )
+        return await self._send(*args, **kwargs)
+
+    def _handle(self, task_id: str) -> KitTask[Any]:
+        return KitTask(task_id, self.broker.result_backend, self.return_type)
+
+    async def _send(self, *args: Any, **kwargs: Any) -> Any:
         try:
             task = await super().kiq(*args, **kwargs)
         except SendTaskError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from taskiq.abc.broker import AsyncBroker
@@ -32,9 +32,16 @@ class KitMiddleware(TaskiqMiddleware):
     """
 
     def __init__(
-        self, timing: TimingMiddleware, status: StatusMiddleware, aborts: AbortMiddleware
+        self,
+        timing: TimingMiddleware,
+        status: StatusMiddleware,
+        aborts: AbortMiddleware,
+        *,
+        on_run_end: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
+        #: Called with the task id when a run ends (flow control releases its slot).
+        self.on_run_end = on_run_end
         self.timing = timing
         self.status = status
         self.aborts = aborts
@@ -100,6 +107,8 @@ class KitMiddleware(TaskiqMiddleware):
         self, message: TaskiqMessage, result: TaskiqResult[Any]
     ) -> Coroutine[Any, Any, None] | None:
         """Forget the finished execution; close the record of a task that stores no result."""
+        if self.on_run_end is not None:
+            self.on_run_end(message.task_id)
         run = CURRENT.get()
         skipped = run is not None and run.task_id == message.task_id and run.skipped
         self.aborts.post_execute(message, result)
@@ -110,4 +119,6 @@ class KitMiddleware(TaskiqMiddleware):
 
     def post_save(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
         """Tell the delivery gate the result (and its final status) is stored."""
+        if self.on_run_end is not None:
+            self.on_run_end(message.task_id)
         self.status.post_save(message, result)

@@ -209,11 +209,19 @@ class TaskLifecycle:
         )
 
     async def aborted(
-        self, task_id: str, *, kicked_at: float | None = None, attempt: int | None = None
+        self,
+        task_id: str,
+        *,
+        kicked_at: float | None = None,
+        attempt: int | None = None,
+        reason: str | None = None,
     ) -> WriteOutcome:
-        """Record ``aborted`` with a stored :class:`TaskAbortedError` result (ready at once)."""
+        """Record ``aborted`` with a stored :class:`TaskAbortedError` result (ready at once).
+
+        ``reason`` is kept on the record when given (flow control: ``superseded by <id>``).
+        """
         error = TaskAbortedError(task_id=task_id)
-        return await self._closed(task_id, _ABORTED, error, kicked_at, attempt)
+        return await self._closed(task_id, _ABORTED, error, kicked_at, attempt, reason=reason)
 
     async def expired(self, message: Kicked) -> WriteOutcome:
         """Record ``expired`` with a stored :class:`TaskExpiredError` result (ready at once)."""
@@ -239,6 +247,7 @@ class TaskLifecycle:
         attempt: int | None,
         *,
         task_name: str | None = None,
+        reason: str | None = None,
     ) -> WriteOutcome:
         now = time.time()
         result: TaskiqResult[Any] = TaskiqResult(
@@ -247,10 +256,30 @@ class TaskLifecycle:
         fields: dict[str, object] = {"status": status, "finished_at": now, "updated_at": now}
         if task_name is not None:
             fields["task_name"] = task_name
+        if reason is not None:
+            fields["reason"] = reason
         data = self.store.encode_result(result)
         return await self.write(
             RecordWrite(task_id, FINAL, fields, kicked_at, attempt, result=data)
         )
+
+    def deferred_write(self, message: Kicked, due_at: float, reason: str) -> RecordWrite:
+        """The write of a run put off by flow control: ``scheduled`` until ``due_at``, and why.
+
+        The same kick and attempt sent again (like taskiq's ``Context.requeue()``): refused once
+        the record is final or the kick was aborted.
+        """
+        now = time.time()
+        labels = message.labels
+        fields: dict[str, object] = {
+            "status": _SCHEDULED,
+            "due_at": due_at,
+            "reason": reason,
+            "requeues": int(label_float(labels.get(REQUEUE_LABEL)) or 0),
+            "updated_at": now,
+        }
+        kicked_at = label_float(labels.get(KICKED_AT))
+        return RecordWrite(message.task_id, REQUEUE, fields, kicked_at, attempt_of(labels), due_at)
 
     async def abort_requested(self, task_id: str) -> WriteOutcome:
         """Leave the abort's tombstone on the record (refused when the record is final or missing).

@@ -91,6 +91,8 @@ class TaskRecord(BaseModel):
         abort_requested_at: when an abort of this kick was asked for (the abort's tombstone).
         requeues: how many times the run sent itself again (taskiq's ``Context.requeue()``).
         error: the exception it raised, as data (``failure``).
+        reason: why flow control last re-scheduled it (``scheduled``: a rate or concurrency
+            limit) or ended it (``aborted``: ``superseded by <task id>``, a debounced kick).
 
     """
 
@@ -111,3 +113,4 @@ class TaskRecord(BaseModel):
     abort_requested_at: float | None = None
     requeues: int = 0
     error: ErrorInfo | None = None
+    reason: str | None = None
