@@ -25,6 +25,8 @@ from taskiq_kit.exceptions import (
     ProcessLocalStoreError,
 )
 from taskiq_kit.flow.control import FlowControl
+from taskiq_kit.inspect.protocols import WorkerRegistry
+from taskiq_kit.inspect.workers import HEARTBEAT_INTERVAL, Heartbeat
 from taskiq_kit.kicker import KitDecoratedTask
 from taskiq_kit.labels import Timing, TimingMiddleware, read_timing
 from taskiq_kit.middleware import KitMiddleware
@@ -69,6 +71,9 @@ class KitBroker(AsyncBroker):
     result_backend: KitResultBackend[Any]
     #: Whether tasks run in other processes (the workers) than the ones that kick them.
     runs_elsewhere = True
+    #: Seconds between a worker process's heartbeats in the worker registry (see
+    #: :func:`taskiq_kit.inspect.list_workers`); a worker is dropped three of them after its last.
+    worker_heartbeat: float = HEARTBEAT_INTERVAL
 
     def __init__(
         self,
@@ -96,7 +101,10 @@ class KitBroker(AsyncBroker):
             flow=self.flow.admit,
         )
         self.aborts = AbortMiddleware(abort_signal, poll_interval=abort_poll_interval)
-        status = StatusMiddleware(on_saved=self.gate.result_saved, run_number=self.gate.run_number)
+        self.heartbeat: Heartbeat | None = None
+        status = self.status = StatusMiddleware(
+            on_saved=self.gate.result_saved, run_number=self.gate.run_number
+        )
         redact_taskiq_logs()
         self.add_middlewares(
             KitMiddleware(TimingMiddleware(), status, self.aborts, on_run_end=self.flow.run_ended)
@@ -158,6 +166,14 @@ class KitBroker(AsyncBroker):
         except BaseException:
             self._lifecycle = "new"  # a shutdown() still closes what did start
             raise
+        if self.is_worker_process and isinstance(backend, WorkerRegistry):
+            self.heartbeat = Heartbeat(
+                backend,
+                self.status.stats,
+                self.consumed_queues,
+                interval=self.worker_heartbeat,
+            )
+            await self.heartbeat.start()
 
     async def _reach_servers(self) -> None:
         """Connect the transport, then start the store; in a worker, wait until both answer.
@@ -206,6 +222,9 @@ class KitBroker(AsyncBroker):
             return
         self._lifecycle = "stopped"
         await self.flow.shutdown()
+        heartbeat, self.heartbeat = self.heartbeat, None
+        if heartbeat is not None:
+            await heartbeat.stop()
         await super().shutdown()
 
     def with_result_backend(self, result_backend: AsyncResultBackend[Any]) -> Self:
@@ -240,7 +259,11 @@ class KitBroker(AsyncBroker):
         the record write waits out an outage of the store.
         """
         lifecycle = self.lifecycle
-        write = lifecycle.kick_write(message)
+        formatter = self.formatter
+        call = (
+            formatter.call_of(message.task_id) if isinstance(formatter, HandoffFormatter) else None
+        )
+        write = lifecycle.kick_write(message, queue=self.queue_of(message.labels), call=call)
         timing = read_timing(message.labels)
         if write.attempt is not None and write.attempt > 1:
             # A retry: its kick must be known to be allowed (not aborted) before it is sent.
@@ -268,6 +291,14 @@ class KitBroker(AsyncBroker):
             await self.publish(message, timing)
         else:
             logger.info("Task %s: a duplicate of a recorded kick; not sent.", message.task_id)
+
+    def queue_of(self, labels: dict[str, Any]) -> str | None:
+        """The queue a kick with these labels goes to (recorded on its record)."""
+        return None
+
+    def consumed_queues(self) -> list[str]:
+        """The queues this broker's workers consume (shown in the worker registry)."""
+        return []
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         """Yield the deliveries that may run, settling the others through the gate.

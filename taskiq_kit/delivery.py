@@ -22,12 +22,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from taskiq.abc.broker import AsyncBroker
 from taskiq.acks import AckableMessage
 from taskiq.formatters.proxy_formatter import ProxyFormatter
-from taskiq.message import TaskiqMessage
+from taskiq.message import BrokerMessage, TaskiqMessage
 
 from taskiq_kit.labels import KICKED_AT, RETRIES, label_float, read_timing
 from taskiq_kit.results.lifecycle import REQUEUE_LABEL
@@ -116,6 +116,19 @@ class HandoffFormatter(ProxyFormatter):
     def __init__(self, broker: AsyncBroker) -> None:
         super().__init__(broker)
         self._parsed: dict[int, tuple[bytes, TaskiqMessage]] = {}
+        self._calls: dict[str, tuple[list[Any], dict[str, Any]]] = {}
+
+    def dumps(self, message: TaskiqMessage) -> BrokerMessage:
+        """Taskiq's ``dumps``, keeping the call's arguments for the kick's record (:meth:`call_of`)."""
+        calls = self._calls
+        if len(calls) >= self._MAX_WAITING:
+            calls.clear()
+        calls[message.task_id] = (message.args, message.kwargs)
+        return super().dumps(message)
+
+    def call_of(self, task_id: str) -> tuple[list[Any], dict[str, Any]] | None:
+        """The ``(args, kwargs)`` of the message of ``task_id`` just dumped (once), if any."""
+        return self._calls.pop(task_id, None)
 
     def hand_off(self, data: bytes, message: TaskiqMessage) -> None:
         """Keep ``message`` for the next :meth:`loads` of exactly ``data``."""

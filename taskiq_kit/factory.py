@@ -26,6 +26,9 @@ logger = logging.getLogger("taskiq_kit")
 
 _T = TypeVar("_T")
 
+#: Options of ``make_broker`` given to the result store (what task records keep of arguments).
+STORE_OPTIONS = ("record_args", "record_args_limit")
+
 #: Options of ``make_broker`` that ``TASKIQ_KIT_*`` variables fill when the call leaves them out.
 SETTING_OPTIONS = ("result_ttl", "connect_timeout", "max_delivery_attempts")
 
@@ -152,7 +155,9 @@ def make_broker(
         settings: the settings to use instead of the environment.
         **options: passed to the broker class (see each broker's documentation).
             ``result_ttl`` (seconds, or ``None`` to keep) is given to the result backend,
-            ``connect_timeout`` to both the broker and the result backend.
+            ``connect_timeout`` to both the broker and the result backend; ``record_args``
+            and ``record_args_limit`` to the result backend (what task records keep of their
+            arguments); ``worker_heartbeat`` (seconds) sets the worker registry's heartbeats.
 
     Returns:
         The broker. Call ``await broker.startup()`` (FastAPI: the kit's lifespan does) before kicking.
@@ -175,6 +180,10 @@ def make_broker(
         )
         raise InvalidOptionError(option="result_backend", reason=reason)
     explicit = {name: options.pop(name) for name in SETTING_OPTIONS if name in options}
+    for_store = {name: options.pop(name) for name in STORE_OPTIONS if name in options}
+    heartbeat = options.pop("worker_heartbeat", None)
+    if heartbeat is not None:
+        check_value("worker_heartbeat", heartbeat, float)
     config = _settings(settings, explicit)
     if url is None:
         url = config.broker_url.get_secret_value()
@@ -188,12 +197,27 @@ def make_broker(
     if "connect_timeout" in named:
         options.setdefault("connect_timeout", config.connect_timeout)
     _check_redis_url(parsed, cls, check_options(cls, options))
-    store_options = dict(result_options or {})
+    store_options = {**for_store, **(result_options or {})}
     store_scheme = parse_url(store_url, accepted=RESULT_SCHEMES).scheme
     if "connect_timeout" in parameters(_store_class(store_scheme))[0]:
         store_options.setdefault("connect_timeout", config.connect_timeout)
     backend = make_result_backend(store_url, result_ttl=config.result_ttl, **store_options)
     logger.debug("Building a %s broker for %s.", parsed.scheme, redact(parsed.url))
+    broker = _make(parsed, cls, backend, store_url=store_url, store_scheme=store_scheme, **options)
+    if heartbeat is not None:
+        broker.worker_heartbeat = float(heartbeat)
+    return broker
+
+
+def _make(
+    parsed: ParsedURL,
+    cls: type[KitBroker],
+    backend: KitResultBackend[Any],
+    *,
+    store_url: str,
+    store_scheme: str,
+    **options: Any,
+) -> KitBroker:
     if parsed.scheme == "memory":
         return _build(cls, result_backend=backend, **options)
     if parsed.scheme in ("amqp", "amqps"):

@@ -114,6 +114,7 @@ class KitMiddleware(TaskiqMiddleware):
         self.aborts.post_execute(message, result)
         if skipped:
             self.status.isolation.leave()  # the run that did not happen ends here
+            self.status.stats.discard(message.task_id)
             return None
         return self.status.post_execute(message, result)
 

@@ -45,6 +45,8 @@ RANGES: dict[str, FieldInfo] = {
     "max_pool_size": Field(ge=1),
     "max_connections": Field(ge=1),
     "max_entries": Field(ge=1),
+    "record_args_limit": Field(ge=16),
+    "worker_heartbeat": Field(gt=0),
 }
 #: Constructor parameters that ``make_broker`` fills itself.
 _FILLED = frozenset({"self", "url", "result_backend"})

@@ -10,6 +10,9 @@ from typing import Any, Generic, TypeVar
 
 from taskiq.result import TaskiqResult
 
+from taskiq_kit.inspect.models import WorkerInfo
+from taskiq_kit.memory.index import MemoryInspect
+from taskiq_kit.results.arguments import DEFAULT_ARGS_LIMIT, RecordArgs
 from taskiq_kit.results.backend import ChangeWaiter, KitResultBackend
 from taskiq_kit.results.codec import ResultCodec, Serializer, make_codec
 from taskiq_kit.results.progress import ProgressReport
@@ -42,6 +45,17 @@ class _ExpiringDict(Generic[_V]):
     def pop(self, key: str) -> None:
         self._items.pop(key, None)
 
+    def live(self) -> list[tuple[str, _V]]:
+        """The entries whose TTL has not passed (the others are dropped on the way)."""
+        now = time.monotonic()
+        items = self._items
+        dead = [
+            key for key, (_, deadline) in items.items() if deadline is not None and now >= deadline
+        ]
+        for key in dead:
+            del items[key]
+        return [(key, value) for key, (value, _) in items.items()]
+
     def put(self, key: str, value: _V, ttl: float | None) -> None:
         items = self._items
         entry = (value, None if ttl is None else time.monotonic() + ttl)
@@ -54,7 +68,7 @@ class _ExpiringDict(Generic[_V]):
         items[key] = entry
 
 
-class MemoryResultBackend(KitResultBackend[_R]):
+class MemoryResultBackend(KitResultBackend[_R], MemoryInspect):
     """Keeps everything in this process. For ``memory://`` brokers, tests and demos.
 
     Results go through the same codec as the Redis and PostgreSQL backends (JSON by default),
@@ -66,6 +80,10 @@ class MemoryResultBackend(KitResultBackend[_R]):
         result_ttl: seconds entries live after their last write (``None``: forever).
         max_entries: entries kept per kind before the oldest are dropped.
         serializer: ``"json"`` (default), ``"pickle"``, or a custom codec.
+        record_args: what each task's record keeps of its arguments: ``True`` (all, as JSON),
+            ``False`` (none), or a function ``(task_name, args, kwargs)`` returning the
+            ``(args, kwargs)`` to keep (e.g. masked) or ``None`` (see :mod:`taskiq_kit.results.arguments`).
+        record_args_limit: bytes of JSON kept of ``args`` and of ``kwargs`` each (longer is cut).
 
     """
 
@@ -78,13 +96,17 @@ class MemoryResultBackend(KitResultBackend[_R]):
         result_ttl: float | None = DAY,
         max_entries: int = 10_000,
         serializer: Serializer | ResultCodec = "json",
+        record_args: RecordArgs = True,
+        record_args_limit: int = DEFAULT_ARGS_LIMIT,
     ) -> None:
         self.result_ttl = result_ttl
+        self.keep_arguments(record_args, record_args_limit)
         self.codec = make_codec(serializer)
         self._results: _ExpiringDict[bytes] = _ExpiringDict(max_entries)
         self._records: _ExpiringDict[dict[str, Any]] = _ExpiringDict(max_entries)
         self._progress: _ExpiringDict[ProgressReport] = _ExpiringDict(max_entries)
         self._hub = WatchHub()
+        self._workers: dict[str, tuple[WorkerInfo, float]] = {}
 
     async def is_result_ready(self, task_id: str) -> bool:
         """Whether a result of ``task_id`` is stored."""
@@ -141,14 +163,24 @@ class MemoryResultBackend(KitResultBackend[_R]):
         # Plain values only: a dict of strings and numbers is not tracked by the cyclic garbage
         # collector, which would otherwise walk every stored record again and again.
         fields = write.record_fields()
+        timeline: list[tuple[str, float]] = [] if current is None else current.get("timeline", [])
         if write.kind == KICK or current is None:
             merged: dict[str, Any] = {"task_id": task_id, **fields}
             if write.kind == KICK and current is not None:
                 self._results.pop(task_id)
                 self._progress.pop(task_id)
+                if write.kicked_at is None or current.get("kicked_at") != write.kicked_at:
+                    timeline = []  # a new kick; a retry of the same kick continues it
         else:
             merged = current.copy()
             merged.update(fields)
+        status_set = write.status
+        if status_set is not None:
+            at = fields.get("updated_at")
+            merged["timeline"] = [
+                *timeline,
+                (status_set, at if isinstance(at, float) else time.time()),
+            ]
         # The TTL only grows: it follows the due time of the kick, whatever wrote last.
         due_at = merged.get("due_at")
         ttl = self.record_ttl(due_at if isinstance(due_at, float) else None, time.time())

@@ -213,6 +213,14 @@ class MemoryBroker(KitBroker):
             )
         return state.receiver
 
+    def queue_of(self, labels: dict[str, Any]) -> str | None:
+        """The one queue of the embedded broker, ``memory``."""
+        return "memory"
+
+    def consumed_queues(self) -> list[str]:
+        """The one queue of the embedded broker."""
+        return ["memory"]
+
     async def deliveries(self) -> AsyncGenerator[Delivery, None]:
         """Yield the messages kicked while a Receiver listens (under ``taskiq worker``)."""
         state = self._loops.current()

@@ -311,3 +311,11 @@ class RabbitBroker(KitBroker):
     ) -> ReplayReport:
         """Delete dead letters (``None``: purge them all)."""
         return await self.inspector.delete_dead_letters(ids, progress=progress)
+
+    def queue_of(self, labels: dict[str, Any]) -> str | None:
+        """The queue a kick with these labels goes to (its ``queue`` label, or the default)."""
+        return str(labels.get(QUEUE_LABEL) or self.names.default_queue)
+
+    def consumed_queues(self) -> list[str]:
+        """Every task queue of this broker."""
+        return list(self.names.queues)

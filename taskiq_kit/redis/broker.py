@@ -269,6 +269,14 @@ class RedisBroker(KitBroker):
                 target=redact(self.url), timeout=self.connect_timeout, reason=str(exc)
             ) from exc
 
+    def queue_of(self, labels: dict[str, Any]) -> str | None:
+        """This broker's queue (one per broker)."""
+        return self.keys.queue
+
+    def consumed_queues(self) -> list[str]:
+        """This broker's queue."""
+        return [self.keys.queue]
+
     async def deliveries(self) -> AsyncGenerator[Delivery, None]:
         """Yield messages from the ready stream; run the delay promoter meanwhile."""
         await self._stop_consuming()

@@ -13,6 +13,7 @@ from taskiq.abc.result_backend import AsyncResultBackend
 from taskiq.depends.progress_tracker import TaskProgress
 from taskiq.result import TaskiqResult
 
+from taskiq_kit.results.arguments import DEFAULT_ARGS_LIMIT, RecordArgs
 from taskiq_kit.results.codec import ResultCodec, encode_result
 from taskiq_kit.results.lifecycle import TaskLifecycle
 from taskiq_kit.results.outage import StoreGuard
@@ -70,6 +71,10 @@ class KitResultBackend(AsyncResultBackend[_R]):
     #: the workers write (set by a broker whose tasks run in other processes).
     reader_check: Callable[[], None] | None = None
     _lifecycle: TaskLifecycle | None = None
+    #: What a kick's record keeps of its arguments (see :mod:`taskiq_kit.results.arguments`).
+    record_args: RecordArgs = True
+    #: Bytes of JSON kept of ``args`` and of ``kwargs`` each.
+    record_args_limit: int = DEFAULT_ARGS_LIMIT
 
     @property
     def store_guard(self) -> StoreGuard:
@@ -84,7 +89,9 @@ class KitResultBackend(AsyncResultBackend[_R]):
         """The owner of this store's record transitions (one per backend)."""
         lifecycle = self._lifecycle
         if lifecycle is None:
-            lifecycle = self._lifecycle = TaskLifecycle(self)
+            lifecycle = self._lifecycle = TaskLifecycle(
+                self, record_args=self.record_args, record_args_limit=self.record_args_limit
+            )
         return lifecycle
 
     def encode_result(self, result: TaskiqResult[Any]) -> bytes:
@@ -185,6 +192,25 @@ class KitResultBackend(AsyncResultBackend[_R]):
             meta = report.model_dump(include={"fraction", "message", "meta"})
             return TaskProgress[Any](state=report.state, meta=meta)
         return TaskProgress[Any](state=report.state, meta=report.meta)
+
+    def keep_arguments(self, record_args: RecordArgs, record_args_limit: int) -> None:
+        """Set :attr:`record_args` and :attr:`record_args_limit` (the stores' options).
+
+        Raises:
+            ValueError: for a limit under 16 bytes or a policy that is neither a bool nor callable.
+
+        """
+        if not (isinstance(record_args, bool) or callable(record_args)):
+            raise TypeError(f"record_args must be a bool or a function, got {record_args!r}")
+        if isinstance(record_args_limit, bool) or not (
+            isinstance(record_args_limit, int) and record_args_limit >= 16
+        ):
+            raise ValueError(
+                f"record_args_limit must be at least 16 bytes, got {record_args_limit!r}"
+            )
+        self.record_args = record_args
+        self.record_args_limit = record_args_limit
+        self._lifecycle = None
 
     def record_ttl(self, due_at: float | None, now: float) -> float | None:
         """Seconds a record written at ``now`` must live, given the task's due time."""

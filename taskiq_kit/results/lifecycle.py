@@ -20,6 +20,7 @@ from taskiq.result import TaskiqResult
 
 from taskiq_kit.exceptions import TaskAbortedError, TaskExpiredError
 from taskiq_kit.labels import DUE_AT, EXPIRES_AT, KICKED_AT, RETRIES, label_float
+from taskiq_kit.results.arguments import DEFAULT_ARGS_LIMIT, RecordArgs, argument_fields
 from taskiq_kit.results.batching import WriteBatcher
 from taskiq_kit.results.codec import error_info
 from taskiq_kit.results.record import TaskRecord, TaskStatus
@@ -35,7 +36,7 @@ from taskiq_kit.results.writes import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Sequence
+    from collections.abc import Awaitable, Mapping, Sequence
 
     from taskiq_kit.results.outage import StoreGuard
 
@@ -89,12 +90,24 @@ class TaskLifecycle:
     Args:
         store: the result backend keeping the records.
         worker: the identity recorded on runs started here (default ``host:pid``).
+        record_args: what a kick's record keeps of its arguments (see
+            :mod:`taskiq_kit.results.arguments`).
+        record_args_limit: bytes of JSON kept of ``args`` and of ``kwargs`` each.
 
     """
 
-    def __init__(self, store: RecordStore, *, worker: str | None = None) -> None:
+    def __init__(
+        self,
+        store: RecordStore,
+        *,
+        worker: str | None = None,
+        record_args: RecordArgs = True,
+        record_args_limit: int = DEFAULT_ARGS_LIMIT,
+    ) -> None:
         self.store = store
         self.worker = worker or worker_identity()
+        self.record_args = record_args
+        self.record_args_limit = record_args_limit
         #: When set (worker processes), every store call waits out an outage of the store.
         self.guard: StoreGuard | None = None
         self._batcher: WriteBatcher[RecordWrite, WriteOutcome] | None = (
@@ -122,8 +135,19 @@ class TaskLifecycle:
 
     # Transitions. Each builds its write (``*_write``) and sends it.
 
-    def kick_write(self, message: Kicked, *, now: float | None = None) -> RecordWrite:
-        """The write of a kick: ``pending``, ``scheduled`` (due later) or ``retrying``."""
+    def kick_write(
+        self,
+        message: Kicked,
+        *,
+        now: float | None = None,
+        queue: str | None = None,
+        call: tuple[Sequence[Any], Mapping[str, Any]] | None = None,
+    ) -> RecordWrite:
+        """The write of a kick: ``pending``, ``scheduled`` (due later) or ``retrying``.
+
+        ``queue`` and the call's ``(args, kwargs)``, when known, go on the record (the
+        arguments as :attr:`record_args` says).
+        """
         now = time.time() if now is None else now
         labels = message.labels
         attempt = attempt_of(labels)
@@ -144,6 +168,12 @@ class TaskLifecycle:
         }
         if due_at is not None:
             fields["due_at"] = due_at
+        if queue is not None:
+            fields["queue"] = queue
+        if call is not None and self.record_args is not False:
+            fields.update(
+                argument_fields(self.record_args, self.record_args_limit, message.task_name, *call)
+            )
         expires_at = label_float(labels.get(EXPIRES_AT))
         if expires_at is not None:
             fields["expires_at"] = expires_at
@@ -154,9 +184,15 @@ class TaskLifecycle:
             return RecordWrite(message.task_id, REQUEUE, fields, kicked_at, attempt, due_at)
         return RecordWrite(message.task_id, KICK, fields, kicked_at, attempt, due_at)
 
-    async def kicked(self, message: Kicked) -> WriteOutcome:
+    async def kicked(
+        self,
+        message: Kicked,
+        *,
+        queue: str | None = None,
+        call: tuple[Sequence[Any], Mapping[str, Any]] | None = None,
+    ) -> WriteOutcome:
         """Record a kick (a new one, or a retry middleware's re-kick: ``retrying``)."""
-        return await self.write(self.kick_write(message))
+        return await self.write(self.kick_write(message, queue=queue, call=call))
 
     async def started(self, message: Kicked, *, run: int = 1) -> WriteOutcome:
         """Record that this process starts running ``message``, its ``run``-th start.

@@ -21,6 +21,7 @@ from taskiq_kit.exceptions import (
     ResultDecodeError,
     ResultStoreNotAvailableError,
 )
+from taskiq_kit.results.arguments import DEFAULT_ARGS_LIMIT, RecordArgs
 from taskiq_kit.results.backend import ChangeWaiter, KitResultBackend
 from taskiq_kit.results.codec import (
     ResultCodec,
@@ -31,6 +32,8 @@ from taskiq_kit.results.codec import (
     parse_record,
 )
 from taskiq_kit.results.postgres_connect import UNREACHABLE, open_pool
+from taskiq_kit.results.postgres_inspect import PostgresInspect
+from taskiq_kit.results.postgres_inspect import schema_sql as inspect_schema_sql
 from taskiq_kit.results.postgres_sql import DEFAULT_TABLE, check_table, render
 from taskiq_kit.results.postgres_watch import PostgresNotifier
 from taskiq_kit.results.progress import ProgressReport
@@ -50,7 +53,7 @@ def _jsonb_text(data: bytes) -> str:
     return data.decode().replace("\\u0000", "\\ufffd")
 
 
-class PostgresResultBackend(KitResultBackend[_R]):
+class PostgresResultBackend(KitResultBackend[_R], PostgresInspect):
     """Keeps results, status records and progress in one PostgreSQL table, via asyncpg.
 
     One row per task id: ``record`` (jsonb, merged with ``||`` on every status write),
@@ -75,6 +78,10 @@ class PostgresResultBackend(KitResultBackend[_R]):
         max_pool_size: connections the pool may open.
         connect_timeout: seconds to wait for a connection before failing with
             :class:`~taskiq_kit.exceptions.ResultStoreNotAvailableError`.
+        record_args: what each task's record keeps of its arguments: ``True`` (all, as JSON),
+            ``False`` (none), or a function ``(task_name, args, kwargs)`` returning the
+            ``(args, kwargs)`` to keep (e.g. masked) or ``None`` (see :mod:`taskiq_kit.results.arguments`).
+        record_args_limit: bytes of JSON kept of ``args`` and of ``kwargs`` each (longer is cut).
 
     Raises:
         ValueError: for an invalid table name, a ``result_ttl`` that is not positive, or an
@@ -95,11 +102,14 @@ class PostgresResultBackend(KitResultBackend[_R]):
         min_pool_size: int = 1,
         max_pool_size: int = 10,
         connect_timeout: float = 5.0,
+        record_args: RecordArgs = True,
+        record_args_limit: int = DEFAULT_ARGS_LIMIT,
     ) -> None:
         if result_ttl is not None and not result_ttl > 0:
             raise ValueError(f"result_ttl must be positive seconds or None, got {result_ttl!r}")
         self.url = url
         self.result_ttl = result_ttl
+        self.keep_arguments(record_args, record_args_limit)
         self.table = check_table(table)
         self.create_table = create_table
         self.codec = make_codec(serializer)
@@ -117,8 +127,16 @@ class PostgresResultBackend(KitResultBackend[_R]):
         self._notifier: PostgresNotifier | None = None
 
     def schema_sql(self) -> list[str]:
-        """The statements that create the table and its index (for migrations)."""
-        return [self._sql["create_table"], self._sql["create_index"]]
+        """The statements that create the table, its indexes and the workers table (for migrations).
+
+        The task index's columns are added to a table made by an older version in place (see
+        :func:`~taskiq_kit.results.postgres_inspect.schema_sql`).
+        """
+        return [
+            self._sql["create_table"],
+            self._sql["create_index"],
+            *inspect_schema_sql(self.table),
+        ]
 
     def __repr__(self) -> str:
         return f"PostgresResultBackend({redact(self.url)!r}, table={self.table!r})"

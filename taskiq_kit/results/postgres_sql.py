@@ -69,18 +69,32 @@ _RESULT_ONLY = (
     f"AND t.record->>'status' NOT IN {_FINALS} AND NOT COALESCE({_WK} < {_RK}, false))"
 )
 
+# The timeline: a write with a status carries ``[[status, updated_at]]``; the row's grows by it
+# (a new kick starts it afresh, a retry of the same kick continues it).
+_WITH_TIMELINE = (
+    "CASE WHEN w.record ? 'status' THEN w.record || jsonb_build_object('timeline', "
+    "jsonb_build_array(jsonb_build_array(w.record->'status', COALESCE(w.record->'updated_at', "
+    "to_jsonb(extract(epoch FROM clock_timestamp())::float8))))) "
+    "ELSE w.record END"
+)
+_OLD_TIMELINE = "COALESCE(t.record->'timeline', '[]'::jsonb)"
+_NEW_TIMELINE = "COALESCE(EXCLUDED.record->'timeline', '[]'::jsonb)"
+
 #: One statement for a batch of record writes (no task twice): $1 task ids, $2 records (jsonb
 #: text), $3 results (bytea or NULL), $4 TTLs in seconds (NULL: keep forever), $5 the channel
 #: announcing final statuses. Returns the rows written: task id, status, abort requested (a row
 #: whose status is not the write's kept only the write's result: see ``_RESULT_ONLY``).
 _WRITE_RECORDS = (
     "WITH up AS (INSERT INTO %TABLE% AS t (task_id, record, result, expires_at) "  # noqa: S608
-    "SELECT w.task_id, w.record, w.result, now() + w.ttl * interval '1 second' "
+    f"SELECT w.task_id, {_WITH_TIMELINE}, w.result, now() + w.ttl * interval '1 second' "
     "FROM unnest($1::text[], $2::jsonb[], $3::bytea[], $4::float8[]) "
     "AS w(task_id, record, result, ttl) "
     "ON CONFLICT (task_id) DO UPDATE SET "
     f"record = CASE WHEN {_RESULT_ONLY} THEN t.record WHEN {_FRESH} THEN EXCLUDED.record "
-    "ELSE COALESCE(t.record, '{}'::jsonb) || EXCLUDED.record END, "
+    f"|| jsonb_build_object('timeline', CASE WHEN {_LIVE} AND {_WK} = {_RK} "
+    f"THEN {_OLD_TIMELINE} || {_NEW_TIMELINE} ELSE {_NEW_TIMELINE} END) "
+    "ELSE COALESCE(t.record, '{}'::jsonb) || EXCLUDED.record "
+    f"|| jsonb_build_object('timeline', {_OLD_TIMELINE} || {_NEW_TIMELINE}) END, "
     f"result = CASE WHEN EXCLUDED.result IS NOT NULL THEN EXCLUDED.result "
     f"WHEN {_FRESH} THEN NULL ELSE t.result END, "
     f"progress = CASE WHEN {_FRESH} THEN NULL ELSE t.progress END, "

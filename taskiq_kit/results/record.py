@@ -93,6 +93,13 @@ class TaskRecord(BaseModel):
         error: the exception it raised, as data (``failure``).
         reason: why flow control last re-scheduled it (``scheduled``: a rate or concurrency
             limit) or ended it (``aborted``: ``superseded by <task id>``, a debounced kick).
+        queue: the queue it was sent to.
+        args: its positional arguments as JSON text (``None``: not recorded; see the store's
+            ``record_args``), cut to the store's ``record_args_limit`` bytes.
+        kwargs: its keyword arguments as JSON text, likewise.
+        args_truncated: whether ``args`` or ``kwargs`` was cut (it is then not valid JSON).
+        timeline: each status of this kick and when it was written, oldest first (a retry of
+            the same kick continues it; a new kick starts it afresh).
 
     """
 
@@ -114,3 +121,8 @@ class TaskRecord(BaseModel):
     requeues: int = 0
     error: ErrorInfo | None = None
     reason: str | None = None
+    queue: str | None = None
+    args: str | None = None
+    kwargs: str | None = None
+    args_truncated: bool = False
+    timeline: list[tuple[TaskStatus, float]] = []

@@ -13,6 +13,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from taskiq_kit.exceptions import ResultBackendNotStartedError, ResultStoreNotAvailableError
 from taskiq_kit.redis.connect import UNREACHABLE, ping
 from taskiq_kit.results import redis_writes
+from taskiq_kit.results.arguments import DEFAULT_ARGS_LIMIT, RecordArgs
 from taskiq_kit.results.backend import ChangeWaiter, KitResultBackend
 from taskiq_kit.results.codec import (
     ResultCodec,
@@ -25,6 +26,7 @@ from taskiq_kit.results.codec import (
 from taskiq_kit.results.progress import ProgressReport
 from taskiq_kit.results.reach import reaching
 from taskiq_kit.results.record import TaskRecord
+from taskiq_kit.results.redis_inspect import RedisInspect
 from taskiq_kit.results.redis_keys import DEFAULT_PREFIX, ResultKeys
 from taskiq_kit.results.redis_watch import RedisNotifier
 from taskiq_kit.results.writes import RecordWrite, WriteOutcome
@@ -42,14 +44,15 @@ def _ttl_ms(ttl: float | None) -> int | None:
     return None if ttl is None else max(1, math.ceil(ttl * 1000))
 
 
-class RedisResultBackend(KitResultBackend[_R]):
+class RedisResultBackend(KitResultBackend[_R], RedisInspect):
     """Keeps results, status records and progress in Redis.
 
     Results are JSON documents by default (see :class:`~taskiq_kit.results.codec.JSONCodec`);
     errors are stored as type, message and traceback text and come back as
     :class:`~taskiq_kit.exceptions.TaskFailedError`. Every key expires ``result_ttl``
     seconds after its last write. Keys are ``<prefix>:{<task_id>}:<kind>``: one Redis Cluster
-    slot per task.
+    slot per task. The task index (:mod:`taskiq_kit.results.redis_index`) and the worker
+    registry live under ``<prefix>:{index}:`` and ``<prefix>:{workers}:``.
 
     Args:
         url: ``redis://`` or ``rediss://`` URL of the server.
@@ -64,6 +67,10 @@ class RedisResultBackend(KitResultBackend[_R]):
         connect_timeout: seconds to wait for a connection to Redis (at start-up: for its
             first answer) before failing with
             :class:`~taskiq_kit.exceptions.ResultStoreNotAvailableError`.
+        record_args: what each task's record keeps of its arguments: ``True`` (all, as JSON),
+            ``False`` (none), or a function ``(task_name, args, kwargs)`` returning the
+            ``(args, kwargs)`` to keep (e.g. masked) or ``None`` (see :mod:`taskiq_kit.results.arguments`).
+        record_args_limit: bytes of JSON kept of ``args`` and of ``kwargs`` each (longer is cut).
 
     Raises:
         ValueError: for a ``result_ttl`` that is not positive, or a bad prefix or serializer.
@@ -80,11 +87,14 @@ class RedisResultBackend(KitResultBackend[_R]):
         max_connections: int = 50,
         pool_timeout: float = 20.0,
         connect_timeout: float = 5.0,
+        record_args: RecordArgs = True,
+        record_args_limit: int = DEFAULT_ARGS_LIMIT,
     ) -> None:
         if result_ttl is not None and not result_ttl > 0:
             raise ValueError(f"result_ttl must be positive seconds or None, got {result_ttl!r}")
         self.url = url
         self.result_ttl = result_ttl
+        self.keep_arguments(record_args, record_args_limit)
         self.keys = ResultKeys(prefix)
         self.codec = make_codec(serializer)
         self.max_connections = max_connections

@@ -64,3 +64,15 @@ class ResultKeys:
     def long_kept(self) -> str:
         """Kept long-task messages (a hash: task id -> JSON with the base64 body)."""
         return f"{self.prefix}:{{long}}:kept"
+
+    def index(self) -> str:
+        """The first part of every key of the task index (one hash tag: one cluster slot)."""
+        return f"{self.prefix}:{{index}}:"
+
+    def workers(self) -> str:
+        """The worker registry: a hash, worker id -> its last heartbeat (JSON)."""
+        return f"{self.prefix}:{{workers}}:info"
+
+    def worker_deadlines(self) -> str:
+        """The worker registry's deadlines: worker id -> when it counts as dead (unix ms)."""
+        return f"{self.prefix}:{{workers}}:deadlines"

@@ -12,42 +12,27 @@ from collections.abc import Callable, Sequence
 from pydantic_core import to_json
 
 from taskiq_kit.results.record import FINAL_VALUES
+from taskiq_kit.results.redis_index import INDEX_LIB
 from taskiq_kit.results.redis_keys import ResultKeys
 from taskiq_kit.results.writes import RecordWrite, WriteOutcome
 
-#: KEYS: per write, its status hash, result and progress keys. ARGV: per write, two strings:
-#: its head, NUL-separated (kind, TTL in ms or -1 to keep forever, channel announcing a final
-#: status or '', kicked_at or '', attempt or '', then field name / JSON value pairs), and its
-#: encoded result ('' for none; a result is never empty). A write's kick and attempt are stored
-#: as its ``kicked_at`` and ``attempt`` fields. Returns one string, three characters per write:
-#: applied ('1'/'0'), the record's status after it (a letter of ``_CODES``, '-' for no record),
-#: abort requested ('1'/'0'). Few, flat arguments and one bulk string in return cost the client
-#: far less than an argument per field and nested arrays.
-WRITE_RECORDS = """
+_RECORDS = """
 local FINAL = {['"success"'] = true, ['"failure"'] = true, ['"aborted"'] = true,
   ['"expired"'] = true}
 local CODE = {['"pending"'] = 'p', ['"scheduled"'] = 'c', ['"started"'] = 's',
   ['"retrying"'] = 'r', ['"success"'] = 'S', ['"failure"'] = 'F', ['"aborted"'] = 'A',
   ['"expired"'] = 'E'}
-local function split(s)
-  local parts, start = {}, 1
-  while true do
-    local stop = string.find(s, '\\0', start, true)
-    if not stop then
-      parts[#parts + 1] = string.sub(s, start)
-      return parts
-    end
-    parts[#parts + 1] = string.sub(s, start, stop - 1)
-    start = stop + 1
-  end
-end
+local split = ix_split
+local now_ms = ix_now_ms()
+local moves = {}
 local out = {}
 for i = 1, #KEYS / 3 do
   local skey, rkey, pkey = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
-  local head, result = split(ARGV[2 * i - 1]), ARGV[2 * i]
+  local head, result = split(ARGV[2 * i]), ARGV[2 * i + 1]
   local kind, ttl, channel = head[1], tonumber(head[2]), head[3]
   local wk, wa = tonumber(head[4]), tonumber(head[5])
-  local cur = redis.call('HMGET', skey, 'status', 'kicked_at', 'attempt', 'abort_requested_at')
+  local cur = redis.call('HMGET', skey, 'status', 'kicked_at', 'attempt', 'abort_requested_at',
+    'timeline')
   local status = cur[1]
   local aborted = cur[4] ~= false and cur[4] ~= 'null'
   local ok
@@ -79,11 +64,15 @@ for i = 1, #KEYS / 3 do
     end
   end
   if ok then
+    local timeline = cur[5]
     if kind == 'kick' then
       redis.call('DEL', skey, rkey, pkey)
       aborted = false
+      -- a retry (same kick, later attempt) continues the timeline; a new kick starts it
+      if not (wk ~= nil and tonumber(cur[2]) == wk) then timeline = false end
     end
     local fields = {}
+    local set_status, at, name, queue = nil, tostring(now_ms / 1000), '', ''
     if wk ~= nil then
       fields[#fields + 1] = 'kicked_at'
       fields[#fields + 1] = head[4]
@@ -92,12 +81,32 @@ for i = 1, #KEYS / 3 do
       fields[#fields + 1] = 'attempt'
       fields[#fields + 1] = head[5]
     end
-    for f = 6, #head - 1, 2 do
-      local name, value = head[f], head[f + 1]
-      if name == 'status' then status = value end
-      if name == 'abort_requested_at' and value ~= 'null' then aborted = true end
-      fields[#fields + 1] = name
+    for f = 7, #head - 1, 2 do
+      local field, value = head[f], head[f + 1]
+      if field == 'status' then
+        status = value
+        set_status = value
+      elseif field == 'updated_at' then
+        at = value
+      elseif field == 'task_name' then
+        name = cjson.decode(value)
+      elseif field == 'queue' then
+        queue = cjson.decode(value)
+      elseif field == 'abort_requested_at' and value ~= 'null' then
+        aborted = true
+      end
+      fields[#fields + 1] = field
       fields[#fields + 1] = value
+    end
+    if set_status then
+      local entry = '[' .. set_status .. ',' .. at .. ']'
+      if timeline and string.len(timeline) > 2 then
+        timeline = string.sub(timeline, 1, -2) .. ',' .. entry .. ']'
+      else
+        timeline = '[' .. entry .. ']'
+      end
+      fields[#fields + 1] = 'timeline'
+      fields[#fields + 1] = timeline
     end
     if #fields > 0 then
       redis.call('HSET', skey, unpack(fields))
@@ -117,12 +126,53 @@ for i = 1, #KEYS / 3 do
     if channel ~= '' then
       redis.call('PUBLISH', channel, 'status')
     end
+    moves[#moves + 1] = {head[6], set_status and CODE[set_status] or '', head[4], name, queue,
+      ttl < 0 and '-1' or tostring(now_ms + ttl), kind == 'kick' and '1' or '0'}
   end
   out[#out + 1] = (ok and '1' or '0') .. (status and (CODE[status] or '?') or '-')
     .. (aborted and '1' or '0')
 end
+"""
+
+#: The end of :data:`WRITE_RECORDS` on one server: the index moves in the same call.
+SINGLE_TAIL = """
+local ix = ARGV[1]
+for _, m in ipairs(moves) do
+  index_move(ix, now_ms, m[1], m[2], m[3], m[4], m[5], m[6], m[7])
+end
+index_trim(ix, now_ms, #moves + 10)
 return table.concat(out)
 """
+
+#: The end of the record script on a Redis Cluster: the outcomes, then the moves (seven strings
+#: each) for :data:`~taskiq_kit.results.redis_index.APPLY_MOVES` on the index's node.
+RECORDS_ONLY_TAIL = """
+local reply = {table.concat(out)}
+for _, m in ipairs(moves) do
+  for k = 1, 7 do reply[#reply + 1] = m[k] end
+end
+return reply
+"""
+
+#: KEYS: per write, its status hash, result and progress keys. ARGV: the index's key prefix
+#: (:meth:`~taskiq_kit.results.redis_keys.ResultKeys.index`), then per write two strings: its
+#: head, NUL-separated (kind, TTL in ms or -1 to keep forever, channel announcing a final
+#: status or '', kicked_at or '', attempt or '', task id, then field name / JSON value pairs),
+#: and its encoded result ('' for none; a result is never empty). A write's kick and attempt
+#: are stored as its ``kicked_at`` and ``attempt`` fields; a status write appends
+#: ``[status, updated_at]`` to the record's ``timeline``. Returns one string, three characters
+#: per write: applied ('1'/'0'), the record's status after it (a letter of ``_CODES``, '-' for
+#: no record), abort requested ('1'/'0'). Few, flat arguments and one bulk string in return
+#: cost the client far less than an argument per field and nested arrays.
+#:
+#: Each applied write also moves the task in the index (:mod:`taskiq_kit.results.redis_index`),
+#: in the same call: one round trip per batch on one server. The index keys are not in KEYS
+#: (they are built from the prefix): fine on one server; a cluster splits the call in two (see
+#: :data:`RECORDS_ONLY_TAIL`).
+WRITE_RECORDS = INDEX_LIB + _RECORDS + SINGLE_TAIL
+
+#: The record half of :data:`WRITE_RECORDS` for a Redis Cluster (same KEYS and ARGV).
+WRITE_RECORDS_ONLY = INDEX_LIB + _RECORDS + RECORDS_ONLY_TAIL
 
 _CODES = {
     "p": "pending",
@@ -157,7 +207,7 @@ def pack(
 ) -> tuple[list[str], list[bytes]]:
     """The KEYS and ARGV of :data:`WRITE_RECORDS` for ``writes``."""
     script_keys: list[str] = []
-    args: list[bytes] = []
+    args: list[bytes] = [keys.index().encode()]
     for write in writes:
         task_id = write.task_id
         script_keys += (keys.status(task_id), keys.result(task_id), keys.progress(task_id))
@@ -168,6 +218,7 @@ def pack(
             keys.events(task_id).encode() if fields.get("status") in FINAL_VALUES else b"",
             b"" if write.kicked_at is None else repr(write.kicked_at).encode(),
             b"" if write.attempt is None else str(write.attempt).encode(),
+            task_id.encode(),
         ]
         for name, value in fields.items():
             head += (name.encode(), to_json(value))

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 from taskiq.abc.middleware import TaskiqMiddleware
 from taskiq.exceptions import NoResultError
 
+from taskiq_kit.inspect.workers import WorkerStats
 from taskiq_kit.isolation import RunIsolation
 from taskiq_kit.results.api import kit_backend
 from taskiq_kit.results.backend import KitResultBackend
+from taskiq_kit.results.lifecycle import final_status
 from taskiq_kit.results.record import ErrorInfo, TaskRecord, TaskStatus, is_final_value
 from taskiq_kit.results.writes import WriteOutcome
 
@@ -69,6 +71,8 @@ class StatusMiddleware(TaskiqMiddleware):
         self.on_saved = on_saved
         self.run_number = run_number
         self.isolation = RunIsolation()
+        #: The runs of this process, for the worker registry's heartbeats.
+        self.stats = WorkerStats()
         self._backend: KitResultBackend[Any] | None = None
         self._lifecycle: TaskLifecycle | None = None
 
@@ -95,7 +99,7 @@ class StatusMiddleware(TaskiqMiddleware):
 
     async def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
         """Record the kick (only when used on a broker that is not a kit broker)."""
-        await self.lifecycle.kicked(message)
+        await self.lifecycle.kicked(message, call=(message.args, message.kwargs))
         return message
 
     async def started(self, message: TaskiqMessage) -> WriteOutcome:
@@ -110,14 +114,17 @@ class StatusMiddleware(TaskiqMiddleware):
         if run > 1 or not isolation.try_enter():
             await isolation.enter(suspect=run > 1)
         try:
-            return await self.lifecycle.started(message, run=run)
+            outcome = await self.lifecycle.started(message, run=run)
         except Exception as exc:  # noqa: BLE001 - bookkeeping must not stop the task
             logger.warning(
                 "Cannot record the start of task %s (%s); it runs anyway.",
                 message.task_id,
                 type(exc).__name__,
             )
-            return WriteOutcome(True, TaskStatus.STARTED.value, False)
+            outcome = WriteOutcome(True, TaskStatus.STARTED.value, False)
+        if outcome.applied:
+            self.stats.started(message.task_id)
+        return outcome
 
     async def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
         """Record ``started`` (see :meth:`started`)."""
@@ -131,6 +138,7 @@ class StatusMiddleware(TaskiqMiddleware):
         killed the process before this record was final would make this one a suspect again.
         """
         self.isolation.leave()
+        self.stats.finished(message.task_id, final_status(result))
         if self.on_saved is not None:
             self.on_saved(message.task_id)
 
@@ -151,3 +159,4 @@ class StatusMiddleware(TaskiqMiddleware):
             await self.lifecycle.finished_without_result(message)
         finally:
             self.isolation.leave()
+            self.stats.finished(message.task_id, TaskStatus.SUCCESS.value)
