@@ -24,8 +24,9 @@ _STATUSES = [status.value for status in TaskStatus]
 def _record_rows(record: TaskRecord) -> list[tuple[str, str]]:
     rows = [
         ("task id", record.task_id),
-        ("status", record.status.value),
+        ("status", record.status.value + (f" ({record.reason})" if record.reason else "")),
         ("task", record.task_name or "-"),
+        ("queue", record.queue or "-"),
         ("attempt", str(record.attempt)),
         ("worker", record.worker or "-"),
         ("kicked", f"{instant(record.kicked_at)} ({ago(record.kicked_at)})"),
@@ -44,6 +45,12 @@ def _record_rows(record: TaskRecord) -> list[tuple[str, str]]:
         rows.append(("requeues", str(record.requeues)))
     if record.error is not None:
         rows.append(("error", f"{record.error.type}: {record.error.message}"))
+    if record.args is not None or record.kwargs is not None:
+        cut = " (cut)" if record.args_truncated else ""
+        rows.append(("arguments", f"{record.args or '[]'} {record.kwargs or '{}'}{cut}"))
+    if record.timeline:
+        steps = ", ".join(f"{status.value} {instant(at)[11:]}" for status, at in record.timeline)
+        rows.append(("timeline", steps))
     return rows
 
 
@@ -217,6 +224,7 @@ def tasks(  # noqa: PLR0917 - click passes one parameter per option
             [
                 record.task_id,
                 record.task_name or "-",
+                record.queue or "-",
                 record.status.value,
                 instant(record.kicked_at),
                 instant(record.started_at),
@@ -226,7 +234,9 @@ def tasks(  # noqa: PLR0917 - click passes one parameter per option
             ]
             for record in page.tasks
         ]
-        columns = ["TASK ID", "TASK", "STATUS", "KICKED", "STARTED", "FINISHED", "TRY", "WORKER"]
+        columns = [
+            "TASK ID", "TASK", "QUEUE", "STATUS", "KICKED", "STARTED", "FINISHED", "TRY", "WORKER"
+        ]  # fmt: skip
         out.table(None, columns, rows)
         if page.next_cursor is not None:
             out.note(f"more: --cursor {page.next_cursor}")

@@ -204,10 +204,13 @@ async def test_status_result_and_abort_of_real_tasks(
     assert status.code == ExitCode.OK
     assert status.json()["status"] == "success"
     assert status.json()["task_name"] == "ok"
+    assert status.json()["queue"] == name
+    assert [step[0] for step in status.json()["timeline"]] == ["pending", "started", "success"]
     table = kit("-b", APP, "status", done, name=name)
     assert table.code == ExitCode.OK
     assert "success" in table.out
     assert done in table.out
+    assert "timeline" in table.out
 
     value = kit("-b", APP, "result", done, "--json", name=name)
     assert value.code == ExitCode.OK
