@@ -31,6 +31,7 @@ def build(name: str, *, late: bool = False, rabbit: bool = False, **options: Any
     the Redis store. ``late``: also register ``late`` (the fix of a task the worker did not
     know, deployed).
     """
+    options.setdefault("worker_heartbeat", 0.5)  # `taskiq-kit workers` sees work soon
     if rabbit:
         broker = make_broker(
             AMQP_URL,

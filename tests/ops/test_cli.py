@@ -18,7 +18,7 @@ import pytest
 
 from taskiq_kit import KitBroker, TaskStatus
 from taskiq_kit.cli import ExitCode
-from taskiq_kit.inspect import DeadLetter, list_dead_letters
+from taskiq_kit.inspect import DeadLetter, list_dead_letters, list_workers
 from taskiq_kit.rabbit import RabbitBroker
 from taskiq_kit.redis import RedisBroker
 from tests.delivery.harness import send_raw
@@ -300,12 +300,18 @@ async def test_queues_and_workers(name: str, worker: None, client: KitBroker) ->
     unknown = kit("-b", APP, "queues", "no-such-queue", name=name)
     assert unknown.code == ExitCode.NOT_FOUND
 
+    deadline = time.monotonic() + 15
+    while not any(worker.processed for worker in await list_workers(client)):
+        assert time.monotonic() < deadline, "no heartbeat counted the task"
+        await asyncio.sleep(0.1)
     workers = kit("-b", APP, "workers", "--json", name=name)
     assert workers.code == ExitCode.OK
     found = workers.json()
     assert len(found) == 1
-    assert found[0]["processed"] >= 1
+    assert found[0]["processed"] == 1
     assert name in found[0]["queues"]
+    table = kit("-b", APP, "workers", name=name)
+    assert found[0]["id"] in table.out
 
 
 @pytest.mark.slow
