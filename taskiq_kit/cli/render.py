@@ -71,12 +71,14 @@ class Output:
         self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]
     ) -> None:
         """Print a table on stdout."""
-        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+        if title is not None:
+            self.line(title)
+        table = Table(show_edge=False, pad_edge=False)
         for column in columns:
             table.add_column(column, overflow="fold")
         for row in rows:
             table.add_row(*row)
-        self.out.print(table)
+        self._print(table)
 
     def pairs(self, rows: Sequence[tuple[str, str]]) -> None:
         """Print ``field  value`` lines on stdout."""
@@ -85,7 +87,18 @@ class Output:
         table.add_column(overflow="fold")
         for key, value in rows:
             table.add_row(key, value)
-        self.out.print(table)
+        self._print(table)
+
+    def _print(self, table: Table) -> None:
+        if self.out.is_terminal:
+            self.out.print(table)
+            return
+        # Piped: no padding after the last column (diffs and `grep -x` stay clean).
+        with self.out.capture() as captured:
+            self.out.print(table)
+        lines = captured.get().splitlines()
+        sys.stdout.write("".join(line.rstrip() + "\n" for line in lines))
+        sys.stdout.flush()
 
     def line(self, text: str) -> None:
         """Print ``text`` on stdout (markup off)."""
