@@ -115,6 +115,7 @@ async def test_every_worker_process_serves_exact_counts_after_known_work(
             await abort_task(client, running.task_id)
             assert await wait_final(client, running.task_id) is TaskStatus.ABORTED
             assert await wait_final(client, delayed.task_id) is TaskStatus.SUCCESS
+            await ok.kicker().with_labels(delay=300).kiq("much later")
             scrapes = [await scrape(port), await scrape(port + 1)]
     finally:
         await client.shutdown()
@@ -141,6 +142,13 @@ async def test_every_worker_process_serves_exact_counts_after_known_work(
     assert total(scrapes, "taskiq_kit_abort_latency_seconds_bucket", le="5.0") == 1
     # Kicks are counted where they are made: here, not in the workers.
     assert total(scrapes, "taskiq_kit_tasks_kicked_total") == 0
+    # worker-0 alone reads the queue figures (one series per queue for the group).
+    first, second = scrapes
+    assert total([first], "taskiq_kit_queue_figures_up") == 1
+    assert total([first], "taskiq_kit_queue_delayed_messages", queue=name) == 1
+    assert total([first], "taskiq_kit_queue_ready_messages", queue=name) == 0
+    assert total([first], "taskiq_kit_queue_consumers", queue=name) == 2
+    assert not any(sample.startswith("taskiq_kit_queue_") for sample, _ in second)
 
 
 @pytest.mark.redis
