@@ -31,7 +31,9 @@ class DropExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-async def cpu_per_task(count: int, concurrency: int, variant: str, provider: TracerProvider) -> float:
+async def cpu_per_task(
+    count: int, concurrency: int, variant: str, provider: TracerProvider
+) -> float:
     broker = make_broker("memory://")
     if variant == "metrics":
         broker.add_middlewares(MetricsMiddleware(port=None))
@@ -53,7 +55,9 @@ async def main() -> None:
     found: dict[str, list[float]] = {variant: [] for variant in variants}
     for _ in range(args.rounds):
         for variant in variants:
-            found[variant].append(await cpu_per_task(args.tasks, args.concurrency, variant, provider))
+            found[variant].append(
+                await cpu_per_task(args.tasks, args.concurrency, variant, provider)
+            )
     provider.shutdown()
     base = statistics.median(found["kit only"])
     print(
