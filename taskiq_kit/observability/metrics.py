@@ -22,13 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socketserver
-import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from taskiq.abc.broker import AsyncBroker
 from taskiq.abc.middleware import TaskiqMiddleware
@@ -45,17 +41,14 @@ from prometheus_client import (  # noqa: E402 - after the check of the extra
     Gauge,
     Histogram,
     make_asgi_app,
-    make_wsgi_app,
 )
-from prometheus_client.core import GaugeMetricFamily  # noqa: E402
-from prometheus_client.registry import Collector  # noqa: E402
 
 from taskiq_kit.abort.running import CURRENT  # noqa: E402
 from taskiq_kit.exceptions import TaskAbortedError, TaskiqKitError  # noqa: E402
-from taskiq_kit.inspect.api import queue_figures  # noqa: E402
-from taskiq_kit.inspect.models import QueueFigures  # noqa: E402
 from taskiq_kit.labels import DUE_AT, KICKED_AT, RETRIES, label_float  # noqa: E402
 from taskiq_kit.observability.common import queue_of, worker_index  # noqa: E402
+from taskiq_kit.observability.queue_gauges import QueueCollector  # noqa: E402
+from taskiq_kit.observability.server import MetricsServer  # noqa: E402
 from taskiq_kit.results.api import get_task_record  # noqa: E402
 
 logger = logging.getLogger("taskiq_kit.metrics")
@@ -70,82 +63,16 @@ ABORT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 
 _TASK_LABELS = ("task_name", "queue")
 
-
-class QueueCollector(Collector):
-    """Queue gauges read from the transport (``inspect.queue_figures``), cached ``ttl`` seconds.
-
-    :meth:`refresh` reads them (async, on the broker's loop); :meth:`collect` (called by the
-    registry on a scrape) only returns what the last refresh read.
-    """
-
-    def __init__(self, broker: AsyncBroker, *, ttl: float = 5.0) -> None:
-        self.broker = broker
-        self.ttl = ttl
-        self._figures: list[QueueFigures] = []
-        self._read_at = float("-inf")
-        self._up = 0.0
-        self._failure: str | None = None
-        self._lock: asyncio.Lock | None = None
-
-    async def refresh(self) -> None:
-        """Read the queue figures again if the cached ones are older than ``ttl``."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if time.monotonic() - self._read_at < self.ttl:
-                return
-            try:
-                self._figures = await queue_figures(self.broker)
-                self._up = 1.0
-                self._failure = None
-            except Exception as exc:  # noqa: BLE001 - a scrape serves the rest whatever failed
-                # Logged when the failure changes, not on every scrape.
-                failure = f"{type(exc).__name__}: {exc}"
-                if failure != self._failure:
-                    logger.warning("Reading queue figures for the metrics failed: %s", failure)
-                self._failure = failure
-                self._up = 0.0
-            self._read_at = time.monotonic()
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        """The gauges of the last refresh."""
-        families = {
-            "ready": GaugeMetricFamily(
-                "taskiq_kit_queue_ready_messages",
-                "Messages waiting for a worker.",
-                labels=["queue"],
-            ),
-            "in_flight": GaugeMetricFamily(
-                "taskiq_kit_queue_in_flight_messages",
-                "Messages delivered to a worker, not settled yet.",
-                labels=["queue"],
-            ),
-            "delayed": GaugeMetricFamily(
-                "taskiq_kit_queue_delayed_messages",
-                "Messages waiting for their due time (delay / eta).",
-                labels=["queue"],
-            ),
-            "dead_lettered": GaugeMetricFamily(
-                "taskiq_kit_queue_dead_lettered_messages",
-                "Messages in the dead-letter queue.",
-                labels=["queue"],
-            ),
-        }
-        consumers = GaugeMetricFamily(
-            "taskiq_kit_queue_consumers", "Workers consuming the queue.", labels=["queue"]
-        )
-        for queue in self._figures:
-            for field, family in families.items():
-                family.add_metric([queue.name], float(getattr(queue, field)))
-            if queue.consumers is not None:
-                consumers.add_metric([queue.name], float(queue.consumers))
-        yield from families.values()
-        yield consumers
-        yield GaugeMetricFamily(
-            "taskiq_kit_queue_figures_up",
-            "1 if the last read of the queue figures worked, else 0.",
-            value=self._up,
-        )
+__all__ = [
+    "ABORT_BUCKETS",
+    "DURATION_BUCKETS",
+    "KitMetrics",
+    "MetricsMiddleware",
+    "MetricsServer",
+    "QueueCollector",
+    "Series",
+    "metrics_app",
+]
 
 
 class KitMetrics:
@@ -400,91 +327,6 @@ class MetricsMiddleware(TaskiqMiddleware):
         if record.abort_requested_at is not None:
             latency = max(0.0, stopped - record.abort_requested_at)
             series.abort_latency.observe(latency)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Scrapes are not logged."""
-
-
-class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class MetricsServer:
-    """``/metrics`` of ``registry`` over HTTP, from a thread of this process.
-
-    ``refresh`` (the queue gauges' read) runs on ``loop``, the worker's event loop, before each
-    scrape; a scrape waits for it at most ``refresh_timeout`` seconds, then serves the cache.
-    """
-
-    def __init__(
-        self,
-        registry: CollectorRegistry,
-        *,
-        port: int,
-        addr: str = "0.0.0.0",  # noqa: S104
-        refresh: Callable[[], Awaitable[None]] | None = None,
-        loop: asyncio.AbstractEventLoop | None = None,
-        refresh_timeout: float = 2.0,
-    ) -> None:
-        self.registry = registry
-        self.port = port
-        self.addr = addr
-        self.refresh = refresh
-        self.loop = loop
-        self.refresh_timeout = refresh_timeout
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def _app(self) -> Callable[..., Iterable[bytes]]:
-        inner = make_wsgi_app(self.registry)
-
-        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-            if self.refresh is not None and self.loop is not None and not self.loop.is_closed():
-                future = asyncio.run_coroutine_threadsafe(self._refresh(), self.loop)
-                try:
-                    future.result(self.refresh_timeout)
-                except FutureTimeout:
-                    future.cancel()  # serve the cached figures
-                except Exception:
-                    logger.debug("Refreshing the queue figures failed.", exc_info=True)
-            body: Iterable[bytes] = inner(environ, start_response)
-            return body
-
-        return app
-
-    async def _refresh(self) -> None:
-        if self.refresh is not None:
-            await self.refresh()
-
-    def start(self) -> None:
-        """Listen and serve in a daemon thread.
-
-        Raises:
-            OSError: when the port is taken.
-
-        """
-        self._server = make_server(
-            self.addr,
-            self.port,
-            self._app(),
-            server_class=_ThreadingServer,
-            handler_class=_QuietHandler,
-        )
-        self.port = self._server.server_port
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="taskiq-kit-metrics", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
 
 def metrics_app(
