@@ -32,7 +32,7 @@ from taskiq.message import BrokerMessage, TaskiqMessage
 from taskiq_kit.labels import KICKED_AT, RETRIES, label_float, read_timing
 from taskiq_kit.results.lifecycle import REQUEUE_LABEL
 from taskiq_kit.results.record import TaskRecord, TaskStatus
-from taskiq_kit.validation import check_message, shown
+from taskiq_kit.validation import check_message, shown, usable_task_id
 
 if TYPE_CHECKING:
     from taskiq_kit.results.lifecycle import TaskLifecycle
@@ -236,7 +236,7 @@ class DeliveryGate:
             return None
         message, problem = check_message(delivery.data, parse=self.parse, find_task=self.find_task)
         if message is None or problem is not None:
-            await self._dead_letter(delivery, problem or "unparseable message", None)
+            await self._dead_letter(delivery, problem or "unparseable message", None, message)
             return None
         drop = await self._verdict(message, delivery.attempt)
         if drop is None and self.flow is not None and not await self.flow(message):
@@ -251,7 +251,7 @@ class DeliveryGate:
             ack = functools.partial(self._settle, delivery, message.task_id)
             return AckableMessage(data=delivery.data, ack=ack)
         if drop.poison is not None:
-            await self._dead_letter(delivery, drop.poison, message.task_id)
+            await self._dead_letter(delivery, drop.poison, message.task_id, message)
             return None
         if drop.record_as is not None:
             await self._record(message, drop)
@@ -326,10 +326,32 @@ class DeliveryGate:
                 "Cannot record the status of task %s (%s).", message.task_id, type(exc).__name__
             )
 
-    async def _dead_letter(self, delivery: Delivery, reason: str, task_id: str | None) -> None:
+    async def _dead_letter(
+        self,
+        delivery: Delivery,
+        reason: str,
+        task_id: str | None,
+        message: TaskiqMessage | None = None,
+    ) -> None:
+        """Dead-letter the delivery; then, when its body named a usable task id, record it.
+
+        The record (``failure``, see :meth:`TaskLifecycle.dead_lettered`) is written after the
+        dead letter is settled: a crash between the two leaves the message safe and the record
+        as it was.
+        """
         logger.warning(
             "Message%s sent to the dead-letter queue: %s",
             "" if task_id is None else f" of task {shown(task_id)}",
             reason,
         )
         await delivery.dead_letter(reason)
+        if message is None or not usable_task_id(message.task_id):
+            return
+        try:
+            await self.lifecycle().dead_lettered(message, reason)
+        except Exception as exc:  # noqa: BLE001 - bookkeeping must not stop the worker
+            logger.warning(
+                "Cannot record the dead-lettering of task %s (%s).",
+                shown(message.task_id),
+                type(exc).__name__,
+            )

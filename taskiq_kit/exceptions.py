@@ -416,3 +416,16 @@ class FlowStoreError(TaskiqKitError, RuntimeError):
     task: str
     option: str
     store: str
+
+
+class TaskDeadLetteredError(TaskiqKitError):
+    """The task's message was moved to the dead-letter queue instead of running.
+
+    Stored as the task's result (status ``failure``, the record's ``reason`` saying why), so a
+    caller waiting for the result learns it. A replay of the dead letter makes the record
+    ``pending`` again.
+    """
+
+    __template__ = "task {task_id} was dead-lettered: {reason}"
+    task_id: str
+    reason: str

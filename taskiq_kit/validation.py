@@ -102,6 +102,11 @@ def label_problem(message: TaskiqMessage) -> str | None:
     return None
 
 
+def usable_task_id(task_id: object) -> bool:
+    """Whether ``task_id`` follows the kit's task-id rule (a record may be written under it)."""
+    return isinstance(task_id, str) and _TASK_ID.match(task_id) is not None
+
+
 def check_message(
     data: bytes,
     *,
@@ -124,7 +129,7 @@ def check_message(
         message = parse(data)
     except Exception as exc:  # noqa: BLE001 - any parse failure makes it a dead letter
         return None, bounded(parse_failure(exc))
-    if not isinstance(message.task_id, str) or _TASK_ID.match(message.task_id) is None:
+    if not usable_task_id(message.task_id):
         return (
             message,
             "task_id: not a usable id (1-200 printable ASCII characters, no spaces or braces)",

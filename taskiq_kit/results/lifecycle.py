@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from taskiq.result import TaskiqResult
 
-from taskiq_kit.exceptions import TaskAbortedError, TaskExpiredError
+from taskiq_kit.exceptions import TaskAbortedError, TaskDeadLetteredError, TaskExpiredError
 from taskiq_kit.labels import DUE_AT, EXPIRES_AT, KICKED_AT, RETRIES, label_float
 from taskiq_kit.results.arguments import DEFAULT_ARGS_LIMIT, RecordArgs, argument_fields
 from taskiq_kit.results.batching import WriteBatcher
@@ -274,6 +274,23 @@ class TaskLifecycle:
             task_name=message.task_name,
         )
 
+    async def dead_lettered(self, message: Kicked, reason: str) -> WriteOutcome:
+        """Record ``failure``: the message was moved to the dead-letter queue.
+
+        The stored result is a :class:`TaskDeadLetteredError`; the record's ``reason`` says
+        ``dead-lettered: <reason>``. A final status of the same kick (a run that finished) is kept.
+        """
+        labels = message.labels
+        return await self._closed(
+            message.task_id,
+            _FAILURE,
+            TaskDeadLetteredError(task_id=message.task_id, reason=reason),
+            label_float(labels.get(KICKED_AT)),
+            attempt_of(labels),
+            task_name=message.task_name,
+            reason=f"dead-lettered: {reason}",
+        )
+
     async def _closed(
         self,
         task_id: str,
@@ -294,6 +311,8 @@ class TaskLifecycle:
             fields["task_name"] = task_name
         if reason is not None:
             fields["reason"] = reason
+        if status == _FAILURE:
+            fields["error"] = error_info(error)
         data = self.store.encode_result(result)
         return await self.write(
             RecordWrite(task_id, FINAL, fields, kicked_at, attempt, result=data)

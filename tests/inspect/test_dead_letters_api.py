@@ -12,6 +12,7 @@ from taskiq_kit.exceptions import DeadLetterNotFoundError, InvalidCursorError
 from taskiq_kit.inspect import (
     delete_dead_letters,
     list_dead_letters,
+    list_tasks,
     purge_dead_letters,
     replay_all_dead_letters,
     replay_dead_letters,
@@ -75,6 +76,24 @@ async def test_poison_is_listed_replayed_and_run(running: BrokerHarness) -> None
     assert dead.preview.startswith("{")
     assert task_id in dead.preview
     assert len(dead.preview) <= PREVIEW_CHARS
+
+    # Its record says so (a failure whose result is the dead-lettering), so a caller waiting for
+    # the result is not left waiting, and "which tasks failed" lists it.
+    async def recorded() -> bool:
+        try:
+            return await get_status(broker, task_id) is TaskStatus.FAILURE
+        except TaskNotFoundError:
+            return False
+
+    await eventually(recorded, 10, "the dead-lettered task's failure record")
+    failed = await get_task_record(broker, task_id)
+    assert failed.reason is not None
+    assert failed.reason.startswith("dead-lettered: unknown task")
+    assert failed.error is not None
+    assert failed.error.type.endswith("TaskDeadLetteredError")
+    result = await broker.result_backend.get_result(task_id)
+    assert result.is_err
+    assert task_id in [t.task_id for t in (await list_tasks(broker, status="failure")).tasks]
 
     ran: list[str] = []
 
