@@ -150,7 +150,8 @@ def test_pause_on_a_schedule_stops_its_firings(page: Page, example: Example) -> 
         # while tock, the same kind of schedule on the same replica, fires on every second.
         window = range(math.ceil(paused_at + 2.5), math.ceil(paused_at + 2.5) + 4)
         wait_until(lambda: fired(example, "tock", window[-1]), 15, "tock goes on")
-        assert [fired(example, "tock", second) for second in window] == [True] * 4
+        # (A firing the replica was too busy to send within its 1 s grace is skipped.)
+        assert sum(fired(example, "tock", second) for second in window) >= 3
         assert [fired(example, "tick", second) for second in window] == [False] * 4
         shot(page, "schedules")
 
