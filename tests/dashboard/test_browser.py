@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def shot(page: Page, name: str, *, full_page: bool = True) -> None:
-    """Write ``docs/img/dashboard-<name>.png`` (the docs show them)."""
+    """Write ``dashboard-<name>.png`` into ``SHOTS`` (the docs' images with TASKIQ_KIT_SCREENSHOTS=docs)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"dashboard-{name}.png"), full_page=full_page)
 
