@@ -51,10 +51,12 @@ def _store(broker: AsyncBroker, protocol: type[_P], feature: str) -> _P:
 
 
 def _transport(broker: AsyncBroker, protocol: type[_P], feature: str) -> _P:
-    if not isinstance(broker, protocol):
+    """The broker's ``inspector`` (each transport's), when it offers ``protocol``."""
+    inspector = getattr(broker, "inspector", None)
+    if not isinstance(inspector, protocol):
         kit_backend(broker)  # not a kit broker at all: say so
         raise InspectNotSupportedError(target=type(broker).__name__, feature=feature)
-    return broker
+    return inspector
 
 
 def _statuses(

@@ -2,9 +2,9 @@
 
 Stores (the result backends: Redis, PostgreSQL, memory) implement :class:`TaskIndex` and
 :class:`WorkerRegistry`: the records and the workers' heartbeats live where the task records
-live. Transports (the RabbitMQ, Redis and memory brokers) implement :class:`QueueInspector` and
-:class:`DeadLetterBox`. The functions of :mod:`taskiq_kit.inspect` find them on a broker and
-hold no transport-specific code.
+live. Each transport (the RabbitMQ, Redis and memory brokers) has an ``inspector`` attribute
+implementing :class:`QueueInspector` and :class:`DeadLetterBox`. The functions of
+:mod:`taskiq_kit.inspect` find them on a broker (or its store) and hold no transport-specific code.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,6 @@ from taskiq.utils import maybe_awaitable
 from taskiq_kit.abort.signal import MemoryAbortSignal
 from taskiq_kit.base import KitBroker
 from taskiq_kit.delivery import Delivery
-from taskiq_kit.inspect.models import DeadLetterPage, QueueFigures, ReplayReport
 from taskiq_kit.labels import Timing
 from taskiq_kit.memory.backend import MemoryResultBackend
 from taskiq_kit.memory.inspect import MemoryDeadLetters, MemoryInspector
@@ -25,7 +24,7 @@ from taskiq_kit.memory.loops import LoopState, LoopStates, Settlement
 from taskiq_kit.results.backend import KitResultBackend
 
 if TYPE_CHECKING:
-    from taskiq_kit.inspect.protocols import ProgressCallback
+    pass
 
 logger = logging.getLogger("taskiq_kit.memory")
 
@@ -271,25 +270,3 @@ class MemoryBroker(KitBroker):
         state = self._loops.current()
         state.begin()
         self._release(state, data)
-
-    # The inspect API (see :mod:`taskiq_kit.memory.inspect`).
-
-    async def queue_figures(self) -> list[QueueFigures]:
-        """Ready, running, delayed and dead-lettered messages of this event loop."""
-        return await self.inspector.queue_figures()
-
-    async def list_dead_letters(self, *, limit: int, cursor: str | None) -> DeadLetterPage:
-        """One page of dead letters, oldest first."""
-        return await self.inspector.list_dead_letters(limit=limit, cursor=cursor)
-
-    async def replay_dead_letters(
-        self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None
-    ) -> ReplayReport:
-        """Kick dead letters again (``None``: all of them)."""
-        return await self.inspector.replay_dead_letters(ids, progress=progress)
-
-    async def delete_dead_letters(
-        self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None
-    ) -> ReplayReport:
-        """Forget dead letters (``None``: all of them)."""
-        return await self.inspector.delete_dead_letters(ids, progress=progress)

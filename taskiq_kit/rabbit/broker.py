@@ -21,7 +21,6 @@ from taskiq_kit.flow.long import (
     LongTaskKeeper,
     lease_store_of,
 )
-from taskiq_kit.inspect.models import DeadLetterPage, QueueFigures, ReplayReport
 from taskiq_kit.labels import Timing
 from taskiq_kit.memory.backend import MemoryResultBackend
 from taskiq_kit.rabbit.abort_signal import RabbitAbortSignal
@@ -37,7 +36,7 @@ from taskiq_kit.rabbit.topology import QueueType, RabbitNames, Topology
 from taskiq_kit.results.backend import KitResultBackend
 
 if TYPE_CHECKING:
-    from taskiq_kit.inspect.protocols import ProgressCallback
+    pass
 
 logger = logging.getLogger("taskiq_kit.rabbit")
 
@@ -286,31 +285,6 @@ class RabbitBroker(KitBroker):
         if upkeep is not None:
             upkeep.cancel()
             await asyncio.gather(upkeep, return_exceptions=True)
-
-    # The inspect API (see :mod:`taskiq_kit.rabbit.inspect`).
-
-    async def queue_figures(self) -> list[QueueFigures]:
-        """Ready messages and consumers of each task queue; the ladder's and the dead letters.
-
-        ``in_flight`` is ``None``: AMQP does not tell it (see :mod:`taskiq_kit.rabbit.inspect`).
-        """
-        return await self.inspector.queue_figures()
-
-    async def list_dead_letters(self, *, limit: int, cursor: str | None) -> DeadLetterPage:
-        """One page of the dead-letter queue, oldest first."""
-        return await self.inspector.list_dead_letters(limit=limit, cursor=cursor)
-
-    async def replay_dead_letters(
-        self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None
-    ) -> ReplayReport:
-        """Send dead letters back to their queues (``None``: all), a transaction per batch."""
-        return await self.inspector.replay_dead_letters(ids, progress=progress)
-
-    async def delete_dead_letters(
-        self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None
-    ) -> ReplayReport:
-        """Delete dead letters (``None``: purge them all)."""
-        return await self.inspector.delete_dead_letters(ids, progress=progress)
 
     def queue_of(self, labels: dict[str, Any]) -> str | None:
         """The queue a kick with these labels goes to (its ``queue`` label, or the default)."""

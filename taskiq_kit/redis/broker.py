@@ -10,7 +10,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -20,7 +20,6 @@ from taskiq_kit.abort.signal import AbortSignal, RedisAbortSignal
 from taskiq_kit.base import KitBroker
 from taskiq_kit.delivery import Delivery
 from taskiq_kit.exceptions import BrokerNotAvailableError, RedisSettingError
-from taskiq_kit.inspect.models import DeadLetterPage, QueueFigures, ReplayReport
 from taskiq_kit.labels import Timing
 from taskiq_kit.redis import scripts
 from taskiq_kit.redis.batching import Batcher
@@ -36,7 +35,7 @@ from taskiq_kit.results.writes import RecordWrite
 from taskiq_kit.urls import redact
 
 if TYPE_CHECKING:
-    from taskiq_kit.inspect.protocols import ProgressCallback
+    pass
 
 logger = logging.getLogger("taskiq_kit.redis")
 
@@ -307,25 +306,3 @@ class RedisBroker(KitBroker):
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await consumer.stop()
-
-    # The inspect API (see :mod:`taskiq_kit.redis.inspect`).
-
-    async def queue_figures(self) -> list[QueueFigures]:
-        """Ready, in-flight, delayed and dead-lettered messages of the queue, in one round trip."""
-        return await self.inspector.queue_figures()
-
-    async def list_dead_letters(self, *, limit: int, cursor: str | None) -> DeadLetterPage:
-        """One page of the dead-letter stream, oldest first."""
-        return await self.inspector.list_dead_letters(limit=limit, cursor=cursor)
-
-    async def replay_dead_letters(
-        self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None
-    ) -> ReplayReport:
-        """Move dead letters back to the ready stream (``None``: all of them), atomically per batch."""
-        return await self.inspector.replay_dead_letters(ids, progress=progress)
-
-    async def delete_dead_letters(
-        self, ids: Sequence[str] | None, *, progress: ProgressCallback | None = None
-    ) -> ReplayReport:
-        """Delete dead letters (``None``: all of them)."""
-        return await self.inspector.delete_dead_letters(ids, progress=progress)
