@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from taskiq.labels import LabelType
 
 from taskiq_kit.exceptions import InvalidCursorError
+from taskiq_kit.flow.policy import DEFERRALS, RESERVED
 from taskiq_kit.labels import DELAY, DUE_AT, ETA, EXPIRES, EXPIRES_AT, KICKED_AT, RETRIES
 from taskiq_kit.results.lifecycle import REQUEUE_LABEL
 
@@ -37,8 +38,10 @@ logger = logging.getLogger("taskiq_kit.inspect")
 PREVIEW_CHARS = 200
 #: Dead letters moved per batch (one record round trip and one atomic move each).
 REPLAY_BATCH = 100
-#: Labels a replay drops: it runs now, as attempt 1, whatever delayed or expired it before.
-_DROPPED = (RETRIES, REQUEUE_LABEL, DELAY, ETA, EXPIRES, EXPIRES_AT, DUE_AT)
+#: Labels a replay drops: it runs now, as attempt 1, whatever delayed or expired it before; a
+#: rate reservation flow control made for an earlier delivery is long used up (the replay
+#: reserves again, as a fresh kick does), and its count of deferrals starts again.
+_DROPPED = (RETRIES, REQUEUE_LABEL, DELAY, ETA, EXPIRES, EXPIRES_AT, DUE_AT, RESERVED, DEFERRALS)
 
 
 def preview(data: bytes, limit: int = PREVIEW_CHARS) -> str:

@@ -1,0 +1,84 @@
+"""A replayed dead letter meets flow control: its limits apply again, as to any fresh kick."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from taskiq_kit import KitBroker, get_task_record, make_broker
+from taskiq_kit.flow import policy as wire
+from taskiq_kit.flow.policy import kick_labels, read_policy
+from taskiq_kit.inspect import replay_dead_letters
+from taskiq_kit.results.record import TaskStatus
+from tests.inspect.dead_letters_support import all_dead_letters, eventually, task_body
+from tests.inspect.test_queues_figures import worker
+from tests.results.conftest import delete_redis_keys
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def running(
+    request: pytest.FixtureRequest, unique_name: Callable[[str], str]
+) -> AsyncIterator[KitBroker]:
+    """A started broker consumed in this process whose store flow control can use."""
+    if request.param == "memory":
+        broker = make_broker("memory://")
+    else:
+        redis_url = request.getfixturevalue("redis_url")
+        prefix = unique_name("flowreplay")
+        broker = make_broker(
+            redis_url, queue_name=prefix, key_prefix=prefix, result_options={"prefix": prefix}
+        )
+    await broker.startup()
+    try:
+        async with worker(broker):
+            yield broker
+    finally:
+        await broker.shutdown()
+        if request.param == "redis":
+            await delete_redis_keys(redis_url, f"{prefix}:*")
+
+
+async def test_replay_of_a_rate_deferred_dead_letter_is_rate_limited(
+    running: KitBroker,
+) -> None:
+    broker = running
+    name = f"limited-{uuid.uuid4().hex}"
+    task_id = f"reserved-{uuid.uuid4().hex}"
+    # A message that flow control had put off once (it holds a rate reservation, long used up)
+    # and that was dead-lettered afterwards (here: its task unknown to the worker then).
+    labels = kick_labels(read_policy({"rate_limit": "1/h"}, name), {}, name, (), {})
+    labels |= {wire.FLOW: "1", wire.RESERVED: "1", wire.DEFERRALS: "1"}
+    await broker.kick(task_body(broker, name, task_id, labels=labels))
+
+    async def listed() -> bool:
+        return any(d.task_id == task_id for d in await all_dead_letters(broker))
+
+    await eventually(listed, 10, "the dead letter")
+    (dead,) = [d for d in await all_dead_letters(broker) if d.task_id == task_id]
+
+    ran: list[str] = []
+
+    @broker.task(task_name=name, rate_limit="1/h")
+    async def limited(tag: str = "kick") -> None:
+        ran.append(tag)
+
+    first = await limited.kiq("first")  # takes the hour's one run
+
+    async def first_done() -> bool:
+        return await broker.result_backend.is_result_ready(first.task_id)
+
+    await eventually(first_done, 10, "the first run")
+    deferred = broker.flow.deferred
+    assert (await replay_dead_letters(broker, [dead.id])).replayed == 1
+
+    async def put_off() -> bool:
+        return broker.flow.deferred > deferred or len(ran) > 1
+
+    await eventually(put_off, 10, "the replay to meet the rate limit")
+    assert ran == ["first"], "the replay ran past the rate limit"
+    record = await get_task_record(broker, task_id)
+    assert record.status is TaskStatus.SCHEDULED
+    assert record.reason is not None
+    assert "rate limit" in record.reason
