@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from taskiq.abc.broker import AsyncBroker
 from taskiq.acks import AckableMessage
 from taskiq.formatters.proxy_formatter import ProxyFormatter
+from taskiq.labels import LabelType
 from taskiq.message import BrokerMessage, TaskiqMessage
 
 from taskiq_kit.labels import KICKED_AT, RETRIES, label_float, read_timing
-from taskiq_kit.results.lifecycle import REQUEUE_LABEL
+from taskiq_kit.results.lifecycle import REQUEUE_LABEL, attempt_of
 from taskiq_kit.results.record import TaskRecord, TaskStatus
 from taskiq_kit.validation import check_message, shown, usable_task_id
 
@@ -41,6 +42,9 @@ logger = logging.getLogger("taskiq_kit.delivery")
 
 #: Label taskiq's ``Context.requeue()`` increments; a requeued message must run again.
 _REQUEUE = REQUEUE_LABEL
+#: Label of a message flow control sent again after starts that died: ``"<attempt> <run>"``,
+#: the number of the run it was to be (see :meth:`DeliveryGate._carried_run`).
+RUN_LABEL = "kit_run"
 #: With a shared store the record counts runs; the transport's delivery count is then only a
 #: backstop, past this many times ``max_attempts``.
 BACKSTOP_FACTOR = 4
@@ -239,9 +243,8 @@ class DeliveryGate:
             await self._dead_letter(delivery, problem or "unparseable message", None, message)
             return None
         drop = await self._verdict(message, delivery.attempt)
-        if drop is None and self.flow is not None and not await self.flow(message):
+        if drop is None and not await self._flow_admits(message):
             drop = _Drop()  # re-scheduled by flow control, or superseded: settled below
-            self._runs.pop(message.task_id, None)  # its run is numbered when it comes back
         if drop is None:
             if self.hand_off is not None:
                 self.hand_off(delivery.data, message)
@@ -260,6 +263,25 @@ class DeliveryGate:
             await settled
         return None
 
+    async def _flow_admits(self, message: TaskiqMessage) -> bool:
+        """Whether flow control lets ``message`` run now (when not, it was sent again or ended)."""
+        if self.flow is None:
+            return True
+        # A run numbered here that flow control sends again (a new message, its transport
+        # count back at 1) carries its number, so that it is counted when it comes back.
+        run = self._runs.get(message.task_id)
+        if run is not None:
+            message.labels[RUN_LABEL] = f"{attempt_of(message.labels)} {run}"
+            types = message.labels_types = message.labels_types or {}
+            types[RUN_LABEL] = LabelType.STR.value
+        if await self.flow(message):
+            if run is not None:
+                message.labels.pop(RUN_LABEL, None)
+                types.pop(RUN_LABEL, None)
+            return True
+        self._runs.pop(message.task_id, None)  # numbered again when it comes back
+        return False
+
     async def _verdict(self, message: TaskiqMessage, attempt: int) -> _Drop | None:
         """Why a valid message must not run, or ``None`` to run it (its run numbered)."""
         if read_timing(message.labels).expired(time.time()):
@@ -274,6 +296,9 @@ class DeliveryGate:
                 "it may be crashing its worker"
             )
         if attempt <= 1:
+            carried = self._carried_run(message)
+            if carried is not None:  # sent again by flow control after starts that died
+                self._number(message.task_id, carried)
             return None  # never delivered before: no run of it started; its start write checks
         record = await self._read_record(message.task_id)
         return None if record is None else self._judge(message, record)
@@ -298,10 +323,29 @@ class DeliveryGate:
                     poison=f"started {started} times without finishing "
                     f"(limit {self.max_attempts}); it may be crashing its worker"
                 )
-            if len(self._runs) >= self._MAX_SAVED:
-                self._runs.clear()
-            self._runs[message.task_id] = started + 1
+            self._number(message.task_id, started + 1)
         return None
+
+    def _number(self, task_id: str, run: int) -> None:
+        if len(self._runs) >= self._MAX_SAVED:
+            self._runs.clear()
+        self._runs[task_id] = run
+
+    @staticmethod
+    def _carried_run(message: TaskiqMessage) -> int | None:
+        """The run number a message sent again by flow control carries (taken off it).
+
+        Only for the attempt it was numbered in (a retry kicked from it starts afresh).
+        """
+        text = message.labels.pop(RUN_LABEL, None)
+        if message.labels_types is not None:
+            message.labels_types.pop(RUN_LABEL, None)
+        if not isinstance(text, str):
+            return None
+        attempt, _, run = text.partition(" ")
+        if attempt != str(attempt_of(message.labels)) or not run.isdigit():
+            return None
+        return int(run)
 
     async def _read_record(self, task_id: str) -> TaskRecord | None:
         """The task's record, waiting out a store outage.

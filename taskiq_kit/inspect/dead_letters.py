@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from taskiq.labels import LabelType
 
+from taskiq_kit.delivery import RUN_LABEL
 from taskiq_kit.exceptions import InvalidCursorError
 from taskiq_kit.flow.policy import DEFERRALS, RESERVED
 from taskiq_kit.labels import DELAY, DUE_AT, ETA, EXPIRES, EXPIRES_AT, KICKED_AT, RETRIES
@@ -40,8 +41,11 @@ PREVIEW_CHARS = 200
 REPLAY_BATCH = 100
 #: Labels a replay drops: it runs now, as attempt 1, whatever delayed or expired it before; a
 #: rate reservation flow control made for an earlier delivery is long used up (the replay
-#: reserves again, as a fresh kick does), and its count of deferrals starts again.
-_DROPPED = (RETRIES, REQUEUE_LABEL, DELAY, ETA, EXPIRES, EXPIRES_AT, DUE_AT, RESERVED, DEFERRALS)
+#: reserves again, as a fresh kick does), and its counts of deferrals and of runs start again.
+_DROPPED = (
+    *(RETRIES, REQUEUE_LABEL, DELAY, ETA, EXPIRES, EXPIRES_AT, DUE_AT),
+    *(RESERVED, DEFERRALS, RUN_LABEL),
+)
 
 
 def preview(data: bytes, limit: int = PREVIEW_CHARS) -> str:
