@@ -393,7 +393,17 @@ class FlowControl:
         args, kwargs = self._named(message.task_name, tuple(message.args), message.kwargs)
         try:
             added = kick_labels(found, message.labels, message.task_name, args, kwargs)
-        except (FlowKeyError, InvalidFlowOptionError) as exc:
+        except FlowKeyError as exc:
+            # Its text may quote the arguments (the key it returned, the error it raised).
+            cause = exc.__cause__
+            logger.warning(
+                "Task %s: the %s key function failed (%s); its limits apply to the whole task.",
+                message.task_id,
+                exc.option,
+                "no usable key" if cause is None else type(cause).__name__,
+            )
+            added = kick_labels(_unkeyed(found), {}, message.task_name, (), {})
+        except InvalidFlowOptionError as exc:
             logger.warning("Task %s: %s; its limits apply to the whole task.", message.task_id, exc)
             added = kick_labels(_unkeyed(found), {}, message.task_name, (), {})
         message.labels.update(added)
