@@ -64,7 +64,7 @@ def _statuses(
 ) -> frozenset[TaskStatus]:
     if status is None:
         return frozenset()
-    items: Iterable[Any] = [status] if isinstance(status, (str, TaskStatus)) else status
+    items: Iterable[Any] = [status] if isinstance(status, (str, bytes, TaskStatus)) else status
     found: set[TaskStatus] = set()
     for item in items:
         try:
@@ -231,13 +231,14 @@ async def list_dead_letters(
 
 
 def _ids(ids: Sequence[str]) -> list[str]:
-    if isinstance(ids, str) or not all(isinstance(item, str) and item for item in ids):
+    items = None if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable) else list(ids)
+    if items is None or not all(isinstance(item, str) and item for item in items):
         raise InvalidQueryError(
             parameter="ids", value=ids, reason="expected a list of dead-letter ids"
         )
-    if not ids:
+    if not items:
         raise InvalidQueryError(parameter="ids", value=ids, reason="no dead-letter id given")
-    return list(dict.fromkeys(ids))
+    return list(dict.fromkeys(items))
 
 
 def _complete(report: ReplayReport) -> ReplayReport:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from typing import NamedTuple
 
 from taskiq_kit.exceptions import InvalidCursorError
@@ -42,13 +43,20 @@ def decode_cursor(query: TaskQuery, cursor: str) -> Position:
         InvalidCursorError: when ``cursor`` is malformed or was made for other filters.
 
     """
+    if not isinstance(cursor, str):
+        raise InvalidCursorError(cursor=repr(cursor)[:60], reason="a cursor is a str")
     shown = cursor if len(cursor) <= 60 else f"{cursor[:60]}..."
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         digest, at, task_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, TypeError) as exc:
         raise InvalidCursorError(cursor=shown, reason="not a cursor of a task listing") from exc
-    if not isinstance(at, (int, float)) or isinstance(at, bool) or not isinstance(task_id, str):
+    if (
+        not isinstance(at, (int, float))
+        or isinstance(at, bool)
+        or not math.isfinite(at)
+        or not isinstance(task_id, str)
+    ):
         raise InvalidCursorError(cursor=shown, reason="not a cursor of a task listing")
     if digest != fingerprint(query):
         raise InvalidCursorError(cursor=shown, reason="it was made for other filters")

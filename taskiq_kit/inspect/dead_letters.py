@@ -89,6 +89,8 @@ def decode_cursor(kind: str, cursor: str) -> str:
         InvalidCursorError: when it was not made by a ``kind`` dead-letter listing.
 
     """
+    if not isinstance(cursor, str):
+        raise InvalidCursorError(cursor=repr(cursor)[:60], reason="a cursor is a str")
     shown = cursor if len(cursor) <= 60 else f"{cursor[:60]}..."
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
