@@ -5,12 +5,58 @@ See :mod:`taskiq_kit.flow.long` for the design.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from taskiq.labels import LabelType
 
 #: Header of a message a sweep sent again: how many times it was (its re-sends so far).
 RESENDS_HEADER = "x-kit-long-resends"
+#: The same count as a label of the body: it stays with the message when the kit sends it
+#: again without its headers (flow control putting off a delivery over a limit).
+RESENDS_LABEL = "kit_long_resends"
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(value, 0)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return 0
+
+
+def resends_of(headers: Mapping[str, Any], body: bytes) -> int:
+    """The re-sends a delivery counts: its header's, or its body's label's (the greater)."""
+    counted = _count(headers.get(RESENDS_HEADER, 0))
+    if RESENDS_LABEL.encode() not in body:
+        return counted  # the common case, without parsing
+    try:
+        labels = json.loads(body).get("labels")
+    except (ValueError, AttributeError):
+        return counted
+    if not isinstance(labels, dict):
+        return counted
+    return max(counted, _count(labels.get(RESENDS_LABEL)))
+
+
+def with_resends(body: bytes, resends: int) -> bytes:
+    """``body`` with its :data:`RESENDS_LABEL` set to ``resends`` (as is when it is no JSON task)."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body
+    labels = parsed.get("labels") if isinstance(parsed, dict) else None
+    if not isinstance(labels, dict):
+        return body
+    labels[RESENDS_LABEL] = str(resends)
+    types = parsed.get("labels_types")
+    if isinstance(types, dict):
+        types[RESENDS_LABEL] = LabelType.STR.value
+    return json.dumps(parsed, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiormq.abc import DeliveredMessage
 
-from taskiq_kit.flow.long_parts import RESENDS_HEADER, KeptMessage
+from taskiq_kit.flow.long_parts import KeptMessage, resends_of
 from taskiq_kit.rabbit.messages import delivery_tag, outgoing_of
 from taskiq_kit.rabbit.settle import Settler
 
@@ -84,14 +84,13 @@ class InFlightDelivery:
     def kept_message(self) -> KeptMessage:
         """The message as the store keeps it (the headers RabbitMQ added left out)."""
         out = outgoing_of(self.message, self.queue)
-        resends = out.headers.get(RESENDS_HEADER, 0)
         return KeptMessage(
             task_id=self.task_id,
             task_name=out.task_name,
             queue=out.queue,
             body=self.message.body,
             priority=out.priority,
-            resends=resends if isinstance(resends, int) and not isinstance(resends, bool) else 0,
+            resends=resends_of(out.headers, self.message.body),
         )
 
     async def settle_early(self, on_done: Callable[[], Awaitable[None]]) -> None:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from taskiq_kit.flow.long_parts import RESENDS_HEADER, InFlight, KeptMessage
+from taskiq_kit.flow.long_parts import RESENDS_HEADER, InFlight, KeptMessage, with_resends
 from taskiq_kit.rabbit.consumer import Consumer
 from taskiq_kit.rabbit.publisher import Outgoing, Publisher
 
 
 def _outgoing(message: KeptMessage, resends: int) -> Outgoing:
     return Outgoing(
-        body=message.body,
+        body=with_resends(message.body, resends),
         headers={RESENDS_HEADER: resends},
         queue=message.queue,
         task_name=message.task_name,
