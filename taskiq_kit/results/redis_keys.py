@@ -16,10 +16,11 @@ class ResultKeys:
     """Key names under ``prefix``.
 
     Args:
-        prefix: first part of every key; must not contain ``{`` or ``}`` (hash-tag syntax).
+        prefix: first part of every key; must not contain ``{`` or ``}`` (hash-tag syntax),
+            nor NUL (the record script's separator).
 
     Raises:
-        ValueError: for an empty prefix or one with braces.
+        ValueError: for an empty prefix or one with braces or NUL.
 
     """
 
@@ -30,6 +31,8 @@ class ResultKeys:
             raise ValueError(
                 f"invalid key prefix {self.prefix!r}: use a non-empty name without braces"
             )
+        if "\0" in self.prefix:
+            raise ValueError(f"invalid key prefix {self.prefix!r}: use a name without NUL")
 
     def _key(self, task_id: str, kind: str) -> str:
         return f"{self.prefix}:{{{task_id}}}:{kind}"
