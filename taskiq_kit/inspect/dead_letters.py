@@ -23,7 +23,7 @@ from taskiq.labels import LabelType
 from taskiq_kit.delivery import RUN_LABEL
 from taskiq_kit.exceptions import InvalidCursorError
 from taskiq_kit.flow.long_parts import RESENDS_LABEL
-from taskiq_kit.flow.policy import DEFERRALS, RESERVED
+from taskiq_kit.flow.policy import DEBOUNCE_KEY, DEFERRALS, RESERVED
 from taskiq_kit.labels import DELAY, DUE_AT, ETA, EXPIRES, EXPIRES_AT, KICKED_AT, RETRIES
 from taskiq_kit.results.lifecycle import REQUEUE_LABEL
 
@@ -43,10 +43,11 @@ REPLAY_BATCH = 100
 #: Labels a replay drops: it runs now, as attempt 1, whatever delayed or expired it before; a
 #: rate reservation flow control made for an earlier delivery is long used up (the replay
 #: reserves again, as a fresh kick does), and its counts of deferrals, runs and long-task
-#: re-sends start again.
+#: re-sends start again. It is no debounced kick either (sent on purpose, it is not dropped as
+#: superseded by a kick of its debounce window); its rate and concurrency limits stay.
 _DROPPED = (
     *(RETRIES, REQUEUE_LABEL, DELAY, ETA, EXPIRES, EXPIRES_AT, DUE_AT),
-    *(RESERVED, DEFERRALS, RUN_LABEL, RESENDS_LABEL),
+    *(RESERVED, DEFERRALS, RUN_LABEL, RESENDS_LABEL, DEBOUNCE_KEY),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -82,3 +83,41 @@ async def test_replay_of_a_rate_deferred_dead_letter_is_rate_limited(
     assert record.status is TaskStatus.SCHEDULED
     assert record.reason is not None
     assert "rate limit" in record.reason
+
+
+async def test_replay_of_a_debounced_dead_letter_runs_though_a_later_kick_was_the_latest(
+    running: KitBroker,
+) -> None:
+    broker = running
+    name = f"debounced-{uuid.uuid4().hex}"
+    task_id = f"dead-debounced-{uuid.uuid4().hex}"
+    key = f"debounce\x1f{name}\x1fdoc-1"
+    await broker.kick(
+        task_body(broker, name, task_id, labels={wire.FLOW: "1", wire.DEBOUNCE_KEY: key})
+    )
+
+    async def listed() -> bool:
+        return any(d.task_id == task_id for d in await all_dead_letters(broker))
+
+    await eventually(listed, 10, "the dead letter")
+    (dead,) = [d for d in await all_dead_letters(broker) if d.task_id == task_id]
+    # A later kick of the same key was the window's latest (and has run since).
+    await broker.flow.store.set_latest(key, "a-later-kick", 60.0)
+
+    ran = asyncio.Event()
+
+    @broker.task(task_name=name)
+    async def debounced() -> None:
+        ran.set()
+
+    # The operator sends it back on purpose: it runs, not "superseded" by that older kick.
+    assert (await replay_dead_letters(broker, [dead.id])).replayed == 1
+
+    async def settled() -> bool:
+        return ran.is_set() or broker.flow.superseded > 0
+
+    await eventually(settled, 10, "the replay to run or be dropped")
+    assert broker.flow.superseded == 0, "the replay was dropped as superseded"
+    assert ran.is_set()
+    record = await get_task_record(broker, task_id)
+    assert record.reason is None
