@@ -18,7 +18,7 @@ from taskiq_kit.results.codec import ResultCodec, Serializer, make_codec
 from taskiq_kit.results.progress import ProgressReport
 from taskiq_kit.results.record import FINAL_VALUES, TaskRecord
 from taskiq_kit.results.watch import WatchHub
-from taskiq_kit.results.writes import KICK, RecordWrite, WriteOutcome, applies, result_only
+from taskiq_kit.results.writes import KICK, REQUEUE, RecordWrite, WriteOutcome, applies, result_only
 from taskiq_kit.settings import DAY
 
 _R = TypeVar("_R")
@@ -175,7 +175,12 @@ class MemoryResultBackend(KitResultBackend[_R], MemoryInspect):
             merged = current.copy()
             merged.update(fields)
         status_set = write.status
-        if status_set is not None:
+        repeated = (  # flow control putting a run off again: no new timeline entry
+            write.kind == REQUEUE
+            and current is not None
+            and _text(current.get("status")) == status_set
+        )
+        if status_set is not None and not repeated:
             at = fields.get("updated_at")
             merged["timeline"] = [
                 *timeline,

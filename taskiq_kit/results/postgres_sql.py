@@ -79,6 +79,8 @@ _WITH_TIMELINE = (
 )
 _OLD_TIMELINE = "COALESCE(t.record->'timeline', '[]'::jsonb)"
 _NEW_TIMELINE = "COALESCE(EXCLUDED.record->'timeline', '[]'::jsonb)"
+# A requeue into the status the row has (flow control putting a run off again): no new entry.
+_REPEATED = f"({_IS_REQUEUE} AND t.record->>'status' = EXCLUDED.record->>'status')"
 
 #: One statement for a batch of record writes (no task twice): $1 task ids, $2 records (jsonb
 #: text), $3 results (bytea or NULL), $4 TTLs in seconds (NULL: keep forever), $5 the channel
@@ -94,7 +96,8 @@ _WRITE_RECORDS = (
     f"|| jsonb_build_object('timeline', CASE WHEN {_LIVE} AND {_WK} = {_RK} "
     f"THEN {_OLD_TIMELINE} || {_NEW_TIMELINE} ELSE {_NEW_TIMELINE} END) "
     "ELSE COALESCE(t.record, '{}'::jsonb) || EXCLUDED.record "
-    f"|| jsonb_build_object('timeline', {_OLD_TIMELINE} || {_NEW_TIMELINE}) END, "
+    f"|| jsonb_build_object('timeline', CASE WHEN {_REPEATED} THEN {_OLD_TIMELINE} "
+    f"ELSE {_OLD_TIMELINE} || {_NEW_TIMELINE} END) END, "
     f"result = CASE WHEN EXCLUDED.result IS NOT NULL THEN EXCLUDED.result "
     f"WHEN {_FRESH} THEN NULL ELSE t.result END, "
     f"progress = CASE WHEN {_FRESH} THEN NULL ELSE t.progress END, "

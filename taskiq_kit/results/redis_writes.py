@@ -98,7 +98,9 @@ for i = 1, #KEYS / 3 do
       fields[#fields + 1] = field
       fields[#fields + 1] = value
     end
-    if set_status then
+    -- a requeue into the status the record has (flow control putting a run off again) adds
+    -- no timeline entry: the timeline tells what happened, not each try
+    if set_status and not (kind == 'requeue' and set_status == cur[1]) then
       local entry = '[' .. set_status .. ',' .. at .. ']'
       if timeline and string.len(timeline) > 2 then
         timeline = string.sub(timeline, 1, -2) .. ',' .. entry .. ']'
