@@ -144,7 +144,13 @@ def prepare_replays(broker: KitBroker, bodies: Sequence[bytes]) -> list[Replay]:
             replays.append(Replay(data, None))
             continue
         sent = broker.formatter.dumps(message)
-        write = lifecycle.kick_write(sent, now=now)
+        # The fresh kick replaces the record whole: its queue and arguments go on it again.
+        write = lifecycle.kick_write(
+            sent,
+            now=now,
+            queue=broker.queue_of(message.labels),
+            call=(message.args, message.kwargs),
+        )
         write.fields["runs"] = 0
         replays.append(Replay(sent.message, write))
     return replays

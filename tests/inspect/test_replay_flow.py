@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
+from taskiq.kicker import AsyncKicker
 
 from taskiq_kit import KitBroker, get_task_record, make_broker
 from taskiq_kit.flow import policy as wire
 from taskiq_kit.flow.policy import kick_labels, read_policy
-from taskiq_kit.inspect import replay_dead_letters
+from taskiq_kit.inspect import list_tasks, replay_dead_letters
 from taskiq_kit.results.record import TaskStatus
 from tests.inspect.dead_letters_support import all_dead_letters, eventually, task_body
 from tests.inspect.test_queues_figures import worker
@@ -121,3 +123,29 @@ async def test_replay_of_a_debounced_dead_letter_runs_though_a_later_kick_was_th
     assert ran.is_set()
     record = await get_task_record(broker, task_id)
     assert record.reason is None
+
+
+async def test_a_replayed_task_record_keeps_its_queue_and_arguments(running: KitBroker) -> None:
+    broker = running
+    name = f"late-{uuid.uuid4().hex}"
+    # Kicked with its arguments while no worker knows the task: dead-lettered.
+    kicker: AsyncKicker[Any, Any] = AsyncKicker(task_name=name, broker=broker, labels={})
+    task = await kicker.kiq(7, note="hello")
+    before = await get_task_record(broker, task.task_id)
+    assert before.queue is not None
+    assert before.args == "[7]"
+
+    async def listed() -> bool:
+        return any(d.task_id == task.task_id for d in await all_dead_letters(broker))
+
+    await eventually(listed, 10, "the dead letter")
+    (dead,) = [d for d in await all_dead_letters(broker) if d.task_id == task.task_id]
+    assert (await replay_dead_letters(broker, [dead.id])).replayed == 1
+    record = await get_task_record(broker, task.task_id)
+    assert record.kicked_at is not None
+    assert before.kicked_at is not None
+    assert record.kicked_at > before.kicked_at  # the replay's kick
+    assert (record.queue, record.args, record.kwargs) == (before.queue, "[7]", before.kwargs)
+    assert [t.task_id for t in (await list_tasks(broker, queue=before.queue)).tasks] == [
+        task.task_id
+    ]
