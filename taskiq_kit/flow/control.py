@@ -316,8 +316,15 @@ class FlowControl:
         current = labels.get(DELAY)
         delay = seconds if current is None else max(seconds, parse_seconds(DELAY, current))
         labels[DELAY] = delay
-        previous = await self.store.set_latest(key, own_id, seconds + max(60.0, seconds))
-        task = await send()
+        ttl = seconds + max(60.0, seconds)
+        previous = await self.store.set_latest(key, own_id, ttl)
+        try:
+            task = await send()
+        except BaseException:
+            if previous is not None and previous != own_id:
+                # Not sent: the window's earlier kick is its latest again (else it drops itself).
+                await self.store.replace_latest(key, own_id, previous, ttl)
+            raise
         if previous is not None and previous != own_id:
             await self._supersede(previous, own_id)
         return task

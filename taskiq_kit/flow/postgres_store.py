@@ -241,3 +241,7 @@ class PostgresFlowStore:
         await self._tables()
         current = await self.backend.pool.fetchval(self.sql["holder"], key)
         return None if current is None else str(current)
+
+    async def replace_latest(self, key: str, old: str, new: str, ttl: float) -> bool:
+        """See :meth:`~taskiq_kit.flow.store.FlowStore.replace_latest` (rows of the claims)."""
+        return await self.replace_claim(key, old, new, ttl)

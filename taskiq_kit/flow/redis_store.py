@@ -180,3 +180,9 @@ class RedisFlowStore:
     async def latest(self, key: str) -> str | None:
         """See :meth:`~taskiq_kit.flow.store.FlowStore.latest`."""
         return _text(await self.backend.redis.get(self.key("latest", key)))
+
+    @reaching
+    async def replace_latest(self, key: str, old: str, new: str, ttl: float) -> bool:
+        """See :meth:`~taskiq_kit.flow.store.FlowStore.replace_latest`."""
+        args: list[str | int] = [old, new, _ms(ttl)]
+        return bool(await self._script(REPLACE_CLAIM)(keys=[self.key("latest", key)], args=args))

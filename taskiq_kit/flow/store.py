@@ -43,6 +43,9 @@ class FlowStore(Protocol):
     async def latest(self, key: str) -> str | None:
         """The latest holder of ``key``, if its time has not run out."""
 
+    async def replace_latest(self, key: str, old: str, new: str, ttl: float) -> bool:
+        """Make ``new`` the latest of ``key`` for ``ttl`` s if ``old`` still is; false if not."""
+
 
 class MemoryFlowStore:
     """The flow store of one process (``memory://`` brokers, whose workers are that process)."""
@@ -112,6 +115,10 @@ class MemoryFlowStore:
         previous = self._live(key)
         self._claims[key] = (holder, time.time() + ttl)
         return previous
+
+    async def replace_latest(self, key: str, old: str, new: str, ttl: float) -> bool:
+        """See :meth:`FlowStore.replace_latest` (latest holders are claims here)."""
+        return await self.replace_claim(key, old, new, ttl)
 
     async def latest(self, key: str) -> str | None:
         """See :meth:`FlowStore.latest`."""
