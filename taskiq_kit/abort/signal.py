@@ -108,8 +108,11 @@ class RedisAbortSignal(AbortSignal):
         if self._client is None:
             from taskiq_kit.redis.connect import is_cluster, make_client  # noqa: PLC0415 - extra
 
-            self._client = make_client(self.url)
-            self._sharded = is_cluster(self._client)
+            client = make_client(self.url)
+            self._sharded = is_cluster(client)
+            if self._sharded:
+                await client.initialize()  # learn the slots: the sharded subscription needs them
+            self._client = client
 
     async def shutdown(self) -> None:
         """Stop listening and close the client (idempotent)."""
@@ -121,7 +124,9 @@ class RedisAbortSignal(AbortSignal):
         self._subscribed.clear()
         client, self._client = self._client, None
         if client is not None:
-            await client.aclose()
+            from taskiq_kit.redis.connect import close_client  # noqa: PLC0415 - extra
+
+            await close_client(client)
 
     async def publish(self, task_id: str) -> None:
         """PUBLISH the id on the channel."""

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import Connection, SSLConnection, parse_url
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
@@ -262,5 +262,10 @@ async def close_client(client: RedisClient) -> None:
     """Close ``client`` and its connections."""
     if isinstance(client, RedisCluster):
         await client.aclose()
-    else:
-        await client.aclose(close_connection_pool=True)
+        return
+    pool = client.connection_pool
+    await client.aclose(close_connection_pool=True)
+    if isinstance(pool, SentinelConnectionPool):
+        # The Sentinel manager's own clients (one per Sentinel) outlive the master's pool.
+        for sentinel in pool.sentinel_manager.sentinels:
+            await sentinel.aclose()

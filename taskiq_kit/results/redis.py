@@ -260,7 +260,10 @@ class RedisResultBackend(KitResultBackend[_R], RedisInspect):
     async def _evalsha_all(self, calls: list[tuple[Any, ...]]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for call in calls:
-                pipe.evalsha(*call)
+                # redis-py's cluster pipeline blocks its ``evalsha`` helper (scripts may be
+                # missing on a node); the raw command is routed by its keys' slot like any other,
+                # and a missing script comes back as a NoScriptError the caller handles.
+                pipe.execute_command("EVALSHA", *call)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies
 

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 _redis = require("redis.asyncio", extra="scheduler", feature="the replica-safe scheduler")
 
-from taskiq_kit.redis.connect import make_client  # noqa: E402 - after the extra check
+from taskiq_kit.redis.connect import close_client, make_client  # noqa: E402 - after the extra check
 
 logger = logging.getLogger("taskiq_kit.scheduler")
 
@@ -247,7 +247,7 @@ class KitScheduler(TaskiqScheduler):
             await self._runner.stop()
             self._runner = None
         if self._client is not None:
-            await self._client.aclose()
+            await close_client(self._client)
             self._client = None
         await super().shutdown()
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 _redis = require("redis.asyncio", extra="scheduler", feature="the replica-safe scheduler")
 
-from taskiq_kit.redis.connect import make_client  # noqa: E402 - after the extra check
+from taskiq_kit.redis.connect import close_client, make_client  # noqa: E402 - after the extra check
 
 logger = logging.getLogger("taskiq_kit.scheduler")
 
@@ -86,7 +86,7 @@ class RedisScheduleStore:
 
     async def close(self) -> None:
         """Close the client."""
-        await self.client.aclose()
+        await close_client(self.client)
 
     async def add(self, schedule: Schedule, *, replace: bool = False) -> None:
         """Store ``schedule``; the leader fires it from its next refresh on.
