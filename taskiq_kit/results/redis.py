@@ -287,7 +287,15 @@ class RedisResultBackend(KitResultBackend[_R], RedisInspect):
 
     @reaching
     async def write_progress(self, task_id: str, report: ProgressReport) -> None:
-        """Store ``report`` and announce it to watchers, in one transaction."""
+        """Store ``report`` and announce it to watchers, in one transaction.
+
+        On a cluster, the write and then the announcement (a channel is no key of a slot).
+        """
+        if is_cluster(self.redis):
+            progress = encode_progress(report)
+            await self.redis.set(self.keys.progress(task_id), progress, px=_ttl_ms(self.result_ttl))
+            await self.redis.publish(self.keys.events(task_id), "progress")
+            return
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(
                 self.keys.progress(task_id), encode_progress(report), px=_ttl_ms(self.result_ttl)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
 
-from tests.private.redis_cluster import PrivateRedisCluster, private_redis_cluster
-from tests.private.redis_sentinel import PrivateRedisSentinel, private_redis_sentinel
 from tests.redis.harness import REDIS_URL
 from tests.redis.worker_app import done_key, hang_key, runs_key, started_key, starts_key
 
@@ -33,19 +31,3 @@ async def redis() -> AsyncIterator[Redis]:
     client = Redis.from_url(REDIS_URL)
     yield client
     await client.aclose()
-
-
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[PrivateRedisCluster]:
-    """A 3-master Redis Cluster of this session's own; started by the first test asking for it."""
-    with private_redis_cluster() as cluster:
-        yield cluster
-
-
-@pytest.fixture(scope="session")
-def redis_sentinel() -> Iterator[PrivateRedisSentinel]:
-    """A Sentinel set (master, replica, 3 Sentinels) of this session's own, for tests that do not
-    kill its servers (failover tests start their own).
-    """
-    with private_redis_sentinel() as sentinel:
-        yield sentinel

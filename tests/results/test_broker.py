@@ -165,4 +165,8 @@ def test_backends_need_started(backend_kind: str) -> None:
         asyncio.run(backend.get_record("x"))
 
 
-_URLS = {"redis": "redis://127.0.0.1:6379/0", "postgres": "postgresql://127.0.0.1:5432/test"}
+_URLS = {
+    "redis": "redis://127.0.0.1:6379/0",
+    "postgres": "postgresql://127.0.0.1:5432/test",
+    "redis-cluster": "redis+cluster://127.0.0.1:6379/",
+}
