@@ -64,12 +64,14 @@ class ServerProcess:
         self.dir = root / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.process: subprocess.Popen[bytes] | None = None
+        self._command: list[str] = []
 
     def launch(self, *args: str, config: Path | None = None) -> None:
         """Start ``redis-server [config]`` with the port, bind and dir options, then ``args``."""
         command = ["redis-server", *([str(config)] if config else [])]
         command += ["--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir)]
         command += ["--logfile", str(self.dir / "server.log"), *args]
+        self._command = command
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -96,6 +98,12 @@ class ServerProcess:
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGKILL)
             process.wait(10)
+
+    def relaunch(self) -> None:
+        """Start the process again with the command of its last :meth:`launch` (same port, dir)."""
+        self.process = subprocess.Popen(
+            self._command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     @property
     def pid(self) -> int | None:
