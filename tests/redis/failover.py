@@ -32,7 +32,9 @@ class FailoverResult:
     promoted_after: float = 0.0
     #: Seconds from the SIGKILL until the first kick that was acknowledged after it.
     kicks_back_after: float | None = None
-    #: Seconds from the SIGKILL until every acknowledged kick had run.
+    #: Why the last refused kick was refused.
+    last_refusal: str = ""
+    #: Seconds from the end of the load until every acknowledged kick had run.
     all_ran_after: float | None = None
 
     @property
@@ -52,7 +54,7 @@ async def failover_round(
     replica_acks: int,
     concurrency: int = 20,
     kill_after: float = 2.0,
-    kick_for: float = 6.0,
+    kick_for: float = 20.0,
     settle: float = 40.0,
 ) -> FailoverResult:
     """Kick under load, kill the master, and count what was lost."""
@@ -109,12 +111,13 @@ async def failover_round(
             await asyncio.sleep(max(0.0, kick_for - (time.monotonic() - killed_at)))
             stop.set()
             await asyncio.gather(*kickers)
+            stopped_at = time.monotonic()
             if not result.lost:
                 all_ran.set()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(all_ran.wait(), settle)
             if not result.lost:
-                result.all_ran_after = time.monotonic() - killed_at
+                result.all_ran_after = time.monotonic() - stopped_at
     finally:
         with contextlib.suppress(Exception):
             await broker.shutdown()
