@@ -7,16 +7,20 @@ script must keep to one slot, or the cluster refuses it.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from taskiq_kit import make_broker
+from taskiq_kit.abort.signal import RedisAbortSignal
 from taskiq_kit.redis import RedisBroker
 from taskiq_kit.redis.connect import close_client, make_client
 from taskiq_kit.results.redis import RedisResultBackend
+from taskiq_kit.results.writes import FINAL, KICK, RUN, RecordWrite
 from tests.brokers import BrokerHarness, in_process_worker
 from tests.contract import test_abort_contract, test_broker_contract
 from tests.private.redis_cluster import PrivateRedisCluster
@@ -97,3 +101,62 @@ async def test_contract_on_the_cluster(cluster_harness: BrokerHarness, case: Cas
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 async def test_contract_behind_sentinels(sentinel_harness: BrokerHarness, case: Case) -> None:
     await case(sentinel_harness)
+
+
+async def test_a_batch_of_writes_spanning_every_node_keeps_its_order(
+    redis_cluster: PrivateRedisCluster, unique_name: Callable[[str], str]
+) -> None:
+    """One write_records call over 200 tasks (slots on all 3 masters): outcomes in call order."""
+    backend: RedisResultBackend[Any] = RedisResultBackend(
+        redis_cluster.url, prefix=unique_name("r"), result_ttl=60
+    )
+    await backend.startup()
+    try:
+        ids = [uuid.uuid4().hex for _ in range(200)]
+        nodes = {backend.redis.get_node_from_key(backend.keys.status(i)).name for i in ids}
+        assert len(nodes) == 3
+        kicks = [RecordWrite(i, KICK, {"status": "pending"}, 1.0, 0) for i in ids]
+        assert all(outcome.applied for outcome in await backend.write_records(kicks))
+        # Every other task finishes; a run of the same attempt is then refused for those.
+        finals = [
+            RecordWrite(i, FINAL, {"status": "success"}, 1.0, 0, result=b'"x"') for i in ids[::2]
+        ]
+        await backend.write_records(finals)
+        again = await backend.write_records(
+            [RecordWrite(i, RUN, {"status": "started"}, 1.0, 0) for i in ids]
+        )
+        assert [o.status for o in again] == [
+            "success" if n % 2 == 0 else "started" for n in range(len(ids))
+        ]
+    finally:
+        await backend.shutdown()
+
+
+async def test_abort_signal_uses_a_sharded_channel_on_the_cluster(
+    redis_cluster: PrivateRedisCluster, unique_name: Callable[[str], str]
+) -> None:
+    signal = RedisAbortSignal(redis_cluster.url, scope=unique_name("scope"))
+    heard: list[str] = []
+    got = asyncio.Event()
+
+    def on_abort(task_id: str) -> None:
+        heard.append(task_id)
+        got.set()
+
+    await signal.listen(on_abort)
+    try:
+        client = make_client(redis_cluster.url, decode_responses=True)
+        try:
+            await client.initialize()
+            node = client.get_node_from_key(signal.channel)
+            shard_channels = await client.execute_command(
+                "PUBSUB", "SHARDCHANNELS", target_nodes=node
+            )
+            assert signal.channel in shard_channels
+        finally:
+            await close_client(client)
+        await signal.publish("task-1")
+        await asyncio.wait_for(got.wait(), 5)
+        assert heard == ["task-1"]
+    finally:
+        await signal.shutdown()
