@@ -28,6 +28,7 @@ def done_key(queue: str) -> str:
 async def noop(number: int) -> int:
     """Count one run."""
     if not _clients:
-        _clients.append(make_client(URL))
+        # Room for every concurrent task: a cluster client's node pools fail when full.
+        _clients.append(make_client(URL, max_connections=200))
     await _clients[0].incr(done_key(QUEUE))
     return number

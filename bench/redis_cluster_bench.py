@@ -64,7 +64,9 @@ async def throughput(url: str, tasks: int) -> float:
             started = time.monotonic()
             for first in range(0, tasks, 100):
                 await asyncio.gather(*(noop.kiq(n) for n in range(first, min(tasks, first + 100))))
+            deadline = time.monotonic() + 300
             while int(await counter.get(done_key(queue)) or 0) < tasks + 1:
+                assert time.monotonic() < deadline, "not every task ran"
                 await asyncio.sleep(0.02)
             return tasks / (time.monotonic() - started)
     finally:

@@ -39,6 +39,15 @@ from taskiq_kit.urls import redact, scrub, split_hosts
 #: redis-py's Sentinel manager (its constructor is not annotated).
 _SENTINEL: Any = Sentinel
 
+
+class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """The master's pool behind Sentinels, whose callers wait for a free connection when it is full.
+
+    As :class:`~redis.asyncio.BlockingConnectionPool` does for one server (redis-py's Sentinel pool
+    fails at once instead).
+    """
+
+
 #: A client of one server (or of a Sentinel-found master) or of a Redis Cluster.
 RedisClient: TypeAlias = Redis | RedisCluster
 
@@ -247,8 +256,14 @@ def make_client(
         if key in settings
     }
     sentinel = _SENTINEL(list(where.nodes), sentinel_kwargs=sentinel_options, **settings)
+    blocking: dict[str, Any] = {}
+    if pool_timeout is not None:
+        blocking = {"connection_pool_class": BlockingSentinelPool, "timeout": pool_timeout}
     master: Redis = sentinel.master_for(
-        where.service or "mymaster", redis_class=Redis, max_connections=max_connections
+        where.service or "mymaster",
+        redis_class=Redis,
+        max_connections=max_connections,
+        **blocking,
     )
     return master
 

@@ -27,6 +27,7 @@ BACKEND_KINDS: list[Any] = [
     "redis",
     "postgres",
     pytest.param("redis-cluster", marks=[pytest.mark.slow, pytest.mark.cluster]),
+    pytest.param("redis-sentinel", marks=[pytest.mark.slow, pytest.mark.cluster]),
 ]
 
 MakeBackend = Callable[..., Awaitable[KitResultBackend[Any]]]
@@ -80,8 +81,8 @@ async def make_backend(
         elif backend_kind == "redis":
             url = request.getfixturevalue("redis_url")
             backend = RedisResultBackend(url, prefix=prefix, **options)
-        elif backend_kind == "redis-cluster":
-            url = request.getfixturevalue("redis_cluster").url
+        elif backend_kind in ("redis-cluster", "redis-sentinel"):
+            url = request.getfixturevalue(backend_kind.replace("-", "_")).url
             backend = RedisResultBackend(url, prefix=prefix, **options)
         else:
             url = request.getfixturevalue("postgres_url")
