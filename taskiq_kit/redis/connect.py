@@ -102,8 +102,9 @@ def check_connection(
         UnknownOptionError: for an option (or query parameter) redis-py does not take.
 
     """
+    where = topology(url)
     try:
-        from_url = parse_url(topology(url).server_url)
+        from_url = parse_url(where.server_url)
     except ValueError as exc:
         accepted = "redis://, rediss://, redis+cluster://, redis+sentinel://"
         raise InvalidURLError(
@@ -111,6 +112,8 @@ def check_connection(
         ) from None
     connection_class = from_url.get("connection_class", Connection)
     valid = _valid_names(connection_class)
+    if where.kind == "cluster":
+        valid |= _keyword_names(RedisCluster) - {"startup_nodes", "host", "port"}
     for name in [*from_url, *options]:
         if name not in valid:
             listed = (

@@ -27,8 +27,8 @@ from tests.private.redis import free_port
 #: Kills the listed processes and removes the dir once the session's end of the pipe closes.
 _WATCHDOG = """
 import os, shutil, signal, sys
-sys.stdin.buffer.read()
-for pid in sys.argv[2:]:
+pids = sys.argv[2:] + sys.stdin.read().split()
+for pid in pids:
     try:
         os.kill(int(pid), signal.SIGKILL)
     except ProcessLookupError:
@@ -65,6 +65,8 @@ class ServerProcess:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.process: subprocess.Popen[bytes] | None = None
         self._command: list[str] = []
+        #: The watchdog that must also kill a relaunched process.
+        self.watchdog: Watchdog | None = None
 
     def launch(self, *args: str, config: Path | None = None) -> None:
         """Start ``redis-server [config]`` with the port, bind and dir options, then ``args``."""
@@ -104,6 +106,8 @@ class ServerProcess:
         self.process = subprocess.Popen(
             self._command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        if self.watchdog is not None:
+            self.watchdog.also(self.process.pid)
 
     @property
     def pid(self) -> int | None:
@@ -123,6 +127,14 @@ class Watchdog:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        for process in processes:
+            process.watchdog = self
+
+    def also(self, pid: int) -> None:
+        """Kill ``pid`` too (a process started again)."""
+        if self._process.stdin is not None:
+            self._process.stdin.write(f"{pid}\n".encode())
+            self._process.stdin.flush()
 
     def close(self) -> None:
         """Stop watching (the caller cleans up itself)."""

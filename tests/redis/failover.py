@@ -1,7 +1,7 @@
 """A master failover under load behind Sentinels: what it loses, how long it takes.
 
 One broker on the Sentinels' URL (results in the same Redis) runs a worker in this process and
-kicks ``record(n)`` from ``concurrency`` coroutines without pause. ``kill_after`` seconds in, the
+kicks ``record(n)`` from ``concurrency`` coroutines, each pausing ``pause`` seconds after a kick. ``kill_after`` seconds in, the
 master gets SIGKILL; once the Sentinels have promoted the replica, the old master is started again
 (empty: no persistence) and the Sentinels make it the new master's replica, as a restarted pod would.
 Every kick that returned without error must run; the kicks that raised are the unacknowledged ones.
@@ -52,10 +52,11 @@ async def failover_round(
     sentinel: PrivateRedisSentinel,
     *,
     replica_acks: int,
-    concurrency: int = 20,
+    concurrency: int = 10,
+    pause: float = 0.02,
     kill_after: float = 2.0,
     kick_for: float = 20.0,
-    settle: float = 40.0,
+    settle: float = 60.0,
 ) -> FailoverResult:
     """Kick under load, kill the master, and count what was lost."""
     name = f"kit-failover-{uuid.uuid4().hex[:8]}"
@@ -94,6 +95,7 @@ async def failover_round(
                 await asyncio.sleep(0.05)
                 continue
             result.acknowledged.add(number)
+            await asyncio.sleep(pause)  # a steady load the in-process worker keeps up with
             if killed_at is not None and sent_at > killed_at and result.kicks_back_after is None:
                 result.kicks_back_after = time.monotonic() - killed_at
 
