@@ -1,7 +1,7 @@
 """Sentinel failover under load: with ``replica_acks=1`` no acknowledged kick is lost.
 
 Each test starts its own Sentinel set (1 master, 1 replica, 3 Sentinels) and SIGKILLs its master
-while 20 coroutines kick without pause (see :mod:`tests.redis.failover`).
+under a steady load of kicks (see :mod:`tests.redis.failover`).
 """
 
 from __future__ import annotations
