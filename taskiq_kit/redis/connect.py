@@ -23,6 +23,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
+    MaxConnectionsError,
     ResponseError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -46,6 +47,31 @@ class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     As :class:`~redis.asyncio.BlockingConnectionPool` does for one server (redis-py's Sentinel pool
     fails at once instead).
     """
+
+
+class WaitingRedisCluster(RedisCluster):
+    """A cluster client whose calls wait for a free connection of a full node pool.
+
+    redis-py's cluster nodes have no blocking pool: past ``max_connections`` a call raises
+    :class:`~redis.exceptions.MaxConnectionsError`. This client retries such a call (every few
+    milliseconds, up to ``pool_timeout`` seconds), as a blocking pool on one server waits.
+    """
+
+    pool_timeout: float = 5.0
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """Run a command, waiting up to :attr:`pool_timeout` for a free connection."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.pool_timeout
+        pause = 0.001
+        while True:
+            try:
+                return await super().execute_command(*args, **kwargs)
+            except MaxConnectionsError:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
 
 
 #: A client of one server (or of a Sentinel-found master) or of a Redis Cluster.
@@ -226,8 +252,8 @@ def make_client(
             :class:`redis.asyncio.RedisCluster`) or ``redis+sentinel://`` (the master of a service,
             re-discovered through the Sentinels after a failover).
         max_connections: size of the pool (per node on a cluster).
-        pool_timeout: one server: seconds a call waits for a free connection (a blocking pool);
-            ``None`` for a pool that fails at once when full.
+        pool_timeout: seconds a call waits for a free connection (a blocking pool; on a cluster
+            :class:`WaitingRedisCluster`); ``None`` for a pool that fails at once when full.
         connect_timeout: seconds to wait for a TCP connection.
         **options: redis-py connection options (e.g. ``socket_timeout``, ``decode_responses``).
 
@@ -252,7 +278,13 @@ def make_client(
     if where.kind == "cluster":
         settings.pop("db", None)
         nodes = [ClusterNode(host, port) for host, port in where.nodes]
-        return RedisCluster(startup_nodes=nodes, max_connections=max_connections, **settings)
+        if pool_timeout is None:
+            return RedisCluster(startup_nodes=nodes, max_connections=max_connections, **settings)
+        cluster = WaitingRedisCluster(
+            startup_nodes=nodes, max_connections=max_connections, **settings
+        )
+        cluster.pool_timeout = pool_timeout
+        return cluster
     sentinel_options = {
         key: settings[key]
         for key in ("socket_connect_timeout", "socket_timeout")

@@ -15,7 +15,6 @@ from taskiq.result import TaskiqResult
 
 from taskiq_kit.exceptions import TaskFailedError
 from taskiq_kit.memory import MemoryBroker
-from taskiq_kit.redis.connect import is_cluster
 from taskiq_kit.results.api import watch_progress
 from taskiq_kit.results.backend import KitResultBackend
 from taskiq_kit.results.postgres import PostgresResultBackend
@@ -267,11 +266,6 @@ async def test_watchers_are_pushed_changes_not_left_to_poll(make_backend: MakeBa
     """60 watchers on a 5-connection backend: all woken at once, writes never starved."""
     probe = await make_backend()
     options: dict[str, Any] = {}
-    if isinstance(probe, RedisResultBackend) and is_cluster(probe.redis):
-        pytest.skip(
-            "redis-py's cluster client has no blocking pool: a node's full pool raises "
-            "MaxConnectionsError instead of waiting (docs/redis.md, Redis Cluster)"
-        )
     if isinstance(probe, RedisResultBackend):
         options = {"max_connections": 5}
     elif isinstance(probe, PostgresResultBackend):
