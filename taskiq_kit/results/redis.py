@@ -243,9 +243,13 @@ class RedisResultBackend(KitResultBackend[_R], RedisInspect):
             keys, args = self.script_call([writes[index] for index in indexes])
             calls.append((script.sha, len(keys), *keys, *args))
         replies = await self._evalsha_all(calls)
-        if any(isinstance(reply, NoScriptError) for reply in replies):
+        missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            # A node lost its script cache (a restart): load it everywhere, redo only those calls.
             await self.redis.script_load(self.write_script)  # on every primary
-            replies = await self._evalsha_all(calls)
+            redone = await self._evalsha_all([calls[n] for n in missing])
+            for n, reply in zip(missing, redone, strict=True):
+                replies[n] = reply
         outcomes: list[WriteOutcome | None] = [None] * len(writes)
         for indexes, reply in zip(groups.values(), replies, strict=True):
             if isinstance(reply, Exception):
