@@ -9,7 +9,6 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError
 
 from taskiq_kit.exceptions import ResultBackendNotStartedError, ResultStoreNotAvailableError
 from taskiq_kit.redis.connect import (
@@ -20,7 +19,8 @@ from taskiq_kit.redis.connect import (
     make_client,
     ping,
 )
-from taskiq_kit.results import redis_writes
+from taskiq_kit.redis.lua import eval_many
+from taskiq_kit.results import redis_index, redis_writes
 from taskiq_kit.results.arguments import DEFAULT_ARGS_LIMIT, RecordArgs
 from taskiq_kit.results.backend import ChangeWaiter, KitResultBackend
 from taskiq_kit.results.codec import (
@@ -63,7 +63,8 @@ class RedisResultBackend(KitResultBackend[_R], RedisInspect):
     registry live under ``<prefix>:{index}:`` and ``<prefix>:{workers}:``.
 
     On a Redis Cluster (``redis+cluster://``) a batch of writes is split by slot: one script call
-    per slot, all sent in one cluster pipeline (one round trip per node).
+    per slot, all sent in one cluster pipeline (one round trip per node), then one call updating
+    the task index on its own slot.
 
     Args:
         url: ``redis://`` or ``rediss://`` URL of the server, ``redis+cluster://`` of a Redis
@@ -221,55 +222,39 @@ class RedisResultBackend(KitResultBackend[_R], RedisInspect):
         if script is None:
             raise ResultBackendNotStartedError(backend=repr(self))
         if is_cluster(self.redis):
-            return await self._write_records_by_slot(script, writes)
+            return await self._write_records_by_slot(writes)
         keys, args = self.script_call(writes)
         # EVALSHA, falling back to EVAL once per connection when the script is not cached.
         return self.outcomes(await script(keys=keys, args=args))
 
-    async def _write_records_by_slot(
-        self, script: AsyncScript, writes: Sequence[RecordWrite]
-    ) -> list[WriteOutcome]:
-        """On a cluster: one script call per slot, all in one pipeline (a round trip per node).
+    async def _write_records_by_slot(self, writes: Sequence[RecordWrite]) -> list[WriteOutcome]:
+        """On a cluster: the records, one script call per slot, then the task index's moves.
 
-        Each write stays atomic (its keys share the task's hash tag); writes of different tasks
-        were never atomic together, so splitting the batch changes nothing they rely on.
+        The record calls (:data:`~taskiq_kit.results.redis_writes.WRITE_RECORDS_ONLY`) go in one
+        pipeline (a round trip per node); each write stays atomic (its keys share the task's hash
+        tag), and writes of different tasks were never atomic together. Their replies carry the
+        index moves, which :data:`~taskiq_kit.results.redis_index.APPLY_MOVES` applies in a
+        second call on the index's slot (see :mod:`taskiq_kit.results.redis_index`).
         """
         groups: dict[int, list[int]] = {}
         for index, write in enumerate(writes):
             slot = key_slot(self.keys.status(write.task_id).encode())
             groups.setdefault(slot, []).append(index)
-        calls = []
-        for indexes in groups.values():
-            keys, args = self.script_call([writes[index] for index in indexes])
-            calls.append((script.sha, len(keys), *keys, *args))
-        replies = await self._evalsha_all(calls)
-        missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if missing:
-            # A node lost its script cache (a restart): load it everywhere, redo only those calls.
-            await self.redis.script_load(self.write_script)  # on every primary
-            redone = await self._evalsha_all([calls[n] for n in missing])
-            for n, reply in zip(missing, redone, strict=True):
-                replies[n] = reply
+        calls = [
+            self.script_call([writes[index] for index in indexes]) for indexes in groups.values()
+        ]
+        replies = await eval_many(self.redis, redis_writes.WRITE_RECORDS_ONLY, calls)
         outcomes: list[WriteOutcome | None] = [None] * len(writes)
+        moves: list[Any] = []
         for indexes, reply in zip(groups.values(), replies, strict=True):
-            if isinstance(reply, Exception):
-                raise reply
-            for index, outcome in zip(indexes, self.outcomes(reply), strict=True):
+            for index, outcome in zip(indexes, self.outcomes(reply[0]), strict=True):
                 outcomes[index] = outcome
-        # TODO(task-index): the task index's keys share one hash tag of their own, so on a
-        # cluster its update cannot ride in these per-slot calls: send it here as a separate
-        # script call on the index's slot (after the records, as the single-server script does).
+            moves += reply[1:]
+        if moves:
+            prefix = self.keys.index()
+            call = ([self.keys.index_anchor()], [prefix, *moves])
+            await eval_many(self.redis, redis_index.APPLY_MOVES, [call])
         return [outcome for outcome in outcomes if outcome is not None]
-
-    async def _evalsha_all(self, calls: list[tuple[Any, ...]]) -> list[Any]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for call in calls:
-                # redis-py's cluster pipeline blocks its ``evalsha`` helper (scripts may be
-                # missing on a node); the raw command is routed by its keys' slot like any other,
-                # and a missing script comes back as a NoScriptError the caller handles.
-                pipe.execute_command("EVALSHA", *call)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
 
     @reaching
     async def get_record(self, task_id: str) -> TaskRecord | None:

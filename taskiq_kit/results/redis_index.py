@@ -27,6 +27,12 @@ slot, so one script cannot touch both. The split is: the record script built wit
 applies them to the index in a second call, on the index's node. A crash between the two calls
 leaves records unindexed until their next write (listing skips nothing it has; counts lag);
 reads already drop entries whose record is gone.
+
+Every index script declares one key, the anchor
+(:meth:`~taskiq_kit.results.redis_keys.ResultKeys.index_anchor`, ``<prefix>:{index}:all``), so a
+cluster runs it on the index's node; the other keys it builds from the prefix in Lua share the
+anchor's hash tag, hence its slot. No index script reads a task record (see
+:mod:`taskiq_kit.results.redis_inspect`).
 """
 
 from __future__ import annotations
@@ -113,8 +119,9 @@ local function index_move(ix, now_ms, id, code, kick, name, queue, deadline, fre
 end
 """
 
-#: The index half of a write on a cluster: ARGV[1] the index prefix, then seven strings per
-#: move (see ``index_move``). Returns how many expired entries it dropped.
+#: The index half of a write on a cluster: KEYS[1] the index anchor (its slot), ARGV[1] the index
+#: prefix, then seven strings per move (see ``index_move``). Returns how many expired entries it
+#: dropped.
 APPLY_MOVES = (
     INDEX_LIB
     + """
@@ -129,10 +136,10 @@ return index_trim(ix, now_ms, n + 10)
 """
 )
 
-#: One page of task ids. ARGV: index prefix, base set ('all', 'status:x', 'name:x' or
-#: 'queue:x'), max score, min score (ZREVRANGEBYSCORE syntax), cursor task id ('' none) and
-#: score, how many to find, status codes ('' any), name, queue, search (lower case; '' any),
-#: most entries to look at. Returns a flat array: id, score... then the last id and score looked
+#: One page of task ids. KEYS[1]: the index anchor. ARGV: index prefix, base set ('all',
+#: 'status:x', 'name:x' or 'queue:x'), max score, min score (ZREVRANGEBYSCORE syntax), cursor task
+#: id ('' none) and score, how many to find, status codes ('' any), name, queue, search (lower
+#: case; '' any), most entries to look at. Returns a flat array: id, score... then the last id and score looked
 #: at ('' when the set was exhausted).
 LIST_TASKS = (
     INDEX_LIB
@@ -184,7 +191,7 @@ return {out, last_id, last_score}
 """
 )
 
-#: Counts per status code. ARGV: index prefix, min score, max score (ZRANGEBYSCORE syntax),
+#: Counts per status code. KEYS[1]: the index anchor. ARGV: index prefix, min score, max score (ZRANGEBYSCORE syntax),
 #: name, queue, search (lower case; '' any). Returns a flat array: code, count...
 COUNT_TASKS = (
     INDEX_LIB
@@ -228,7 +235,8 @@ return out
 """
 )
 
-#: Drop index entries whose record is gone. ARGV: index prefix, then task ids.
+#: Drop index entries whose record is gone. KEYS[1]: the index anchor. ARGV: index prefix, then
+#: task ids.
 DROP_ENTRIES = (
     INDEX_LIB
     + """
