@@ -17,8 +17,10 @@ import pytest
 
 from taskiq_kit import make_broker
 from taskiq_kit.abort.signal import RedisAbortSignal
+from taskiq_kit.inspect.models import TaskQuery
 from taskiq_kit.redis import RedisBroker
 from taskiq_kit.redis.connect import close_client, make_client
+from taskiq_kit.results.record import TaskStatus
 from taskiq_kit.results.redis import RedisResultBackend
 from taskiq_kit.results.writes import FINAL, KICK, RUN, RecordWrite
 from tests.brokers import BrokerHarness, in_process_worker
@@ -130,6 +132,14 @@ async def test_a_batch_of_writes_spanning_every_node_keeps_its_order(
         assert [o.status for o in again] == [
             "success" if n % 2 == 0 else "started" for n in range(len(ids))
         ]
+        # The task index followed on its own slot (each batch's second call).
+        counts = await backend.count_tasks(TaskQuery())
+        assert (counts[TaskStatus.SUCCESS], counts[TaskStatus.STARTED]) == (100, 100)
+        assert counts[TaskStatus.PENDING] == 0
+        page = await backend.list_tasks(
+            TaskQuery(statuses=frozenset({TaskStatus.STARTED})), limit=500, cursor=None
+        )
+        assert sorted(r.task_id for r in page.tasks) == sorted(ids[1::2])
     finally:
         await backend.shutdown()
 
