@@ -23,6 +23,7 @@ STORES: list[Any] = [
     "redis",
     "postgres",
     pytest.param("redis-cluster", marks=[pytest.mark.slow, pytest.mark.cluster]),
+    pytest.param("redis-sentinel", marks=[pytest.mark.slow, pytest.mark.cluster]),
 ]
 
 MakeBroker = Callable[..., Awaitable[KitBroker]]
@@ -38,10 +39,13 @@ async def drop_tables(postgres_url: str, *tables: str) -> None:
 
 
 def redis_store_url(request: pytest.FixtureRequest, store: str) -> str:
-    """The URL of the Redis server (``redis``) or private Redis Cluster (``redis-cluster``)."""
-    name = "redis_cluster" if store == "redis-cluster" else "redis_url"
-    value: Any = request.getfixturevalue(name)
-    return str(value.url if store == "redis-cluster" else value)
+    """The URL of the Redis server (``redis``), or of the private Redis Cluster (``redis-cluster``)
+    or Sentinels (``redis-sentinel``).
+    """
+    if store == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    private: Any = request.getfixturevalue(store.replace("-", "_"))
+    return str(private.url)
 
 
 async def delete_keys(url: str, pattern: str) -> None:
@@ -73,7 +77,7 @@ async def make_kit(request: pytest.FixtureRequest, store: str) -> AsyncIterator[
         result_options: dict[str, Any] = dict(options.pop("result_options", {}))
         if store == "memory":
             broker = make_broker("memory://", result_options=result_options, **options)
-        elif store in ("redis", "redis-cluster"):
+        elif store.startswith("redis"):
             result_options["prefix"] = name
             broker = make_broker(
                 "memory://",
@@ -100,7 +104,7 @@ async def make_kit(request: pytest.FixtureRequest, store: str) -> AsyncIterator[
     for name in names:
         if store == "redis":
             await delete_redis_keys(request.getfixturevalue("redis_url"), f"{name}:*")
-        elif store == "redis-cluster":
+        elif store.startswith("redis-"):
             await delete_keys(redis_store_url(request, store), f"{name}:*")
         elif store == "postgres":
             await drop_tables(request.getfixturevalue("postgres_url"), name)

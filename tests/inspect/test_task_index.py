@@ -195,7 +195,7 @@ async def test_expired_records_leave_index_and_counts(
         await asyncio.sleep(0.2)
     assert left == 0
     assert (await list_tasks(broker)).tasks == []
-    if store in ("redis", "redis-cluster"):
+    if store.startswith("redis"):
         # The index's sorted sets are trimmed too, not only hidden.
         backend: Any = broker.result_backend
         client = make_client(redis_store_url(request, store))
@@ -209,7 +209,12 @@ async def test_expired_records_leave_index_and_counts(
 
 
 @pytest.mark.parametrize(
-    "store", ["redis", pytest.param("redis-cluster", marks=[pytest.mark.slow, pytest.mark.cluster])]
+    "store",
+    [
+        "redis",
+        pytest.param("redis-cluster", marks=[pytest.mark.slow, pytest.mark.cluster]),
+        pytest.param("redis-sentinel", marks=[pytest.mark.slow, pytest.mark.cluster]),
+    ],
 )
 async def test_redis_listing_drops_entries_whose_record_is_gone(
     make_kit: MakeBroker, store: str, request: pytest.FixtureRequest
