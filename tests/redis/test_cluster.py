@@ -25,6 +25,7 @@ from taskiq_kit.results.redis import RedisResultBackend
 from taskiq_kit.results.writes import FINAL, KICK, RUN, RecordWrite
 from tests.brokers import BrokerHarness, in_process_worker
 from tests.contract import test_abort_contract, test_broker_contract
+from tests.inspect import test_dead_letters_api
 from tests.private.redis_cluster import PrivateRedisCluster
 from tests.private.redis_sentinel import PrivateRedisSentinel
 from tests.redis.harness import read_dead_letters
@@ -34,15 +35,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.timeout(120)]
 Case = Callable[[BrokerHarness], Awaitable[None]]
 
 
-def _cases(*modules: Any) -> list[Case]:
-    """Every contract test of ``modules`` that takes the harness alone."""
+def _cases(*modules: Any, parameter: str = "harness") -> list[Case]:
+    """Every contract test of ``modules`` that takes the harness alone (as ``parameter``)."""
     found = []
     for module in modules:
         for name, function in vars(module).items():
             if (
                 name.startswith("test_")
                 and inspect.iscoroutinefunction(function)
-                and list(inspect.signature(function).parameters) == ["harness"]
+                and list(inspect.signature(function).parameters) == [parameter]
             ):
                 found.append(function)
     return found
@@ -50,6 +51,8 @@ def _cases(*modules: Any) -> list[Case]:
 
 CASES = _cases(test_broker_contract, test_abort_contract)
 IDS = [case.__name__.removeprefix("test_") for case in CASES]
+#: The dead-letter API's tests (list, replay, delete, with queue figures), on a started broker.
+DEAD_LETTER_CASES = _cases(test_dead_letters_api, parameter="running")
 
 
 async def _harness(
@@ -93,6 +96,13 @@ async def sentinel_harness(
 ) -> AsyncIterator[BrokerHarness]:
     async for harness in _harness(redis_sentinel.url, unique_name, "redis-sentinel"):
         yield harness
+
+
+@pytest.mark.parametrize(
+    "case", DEAD_LETTER_CASES, ids=[c.__name__.removeprefix("test_") for c in DEAD_LETTER_CASES]
+)
+async def test_dead_letters_on_the_cluster(cluster_harness: BrokerHarness, case: Case) -> None:
+    await case(cluster_harness)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
