@@ -36,10 +36,13 @@ async def _send(client: RedisClient, sha: str, calls: Sequence[Call]) -> list[An
     return replies
 
 
-async def eval_many(client: RedisClient, source: str, calls: Sequence[Call]) -> list[Any]:
+async def eval_many(
+    client: RedisClient, source: str, calls: Sequence[Call], *, raise_on_error: bool = True
+) -> list[Any]:
     """Run ``source`` once per call, all in one pipeline (a round trip per node); the replies.
 
     Every call must declare its keys (at least one on a cluster: the one naming its slot).
+    With ``raise_on_error=False`` a call's error is its reply (an exception object).
 
     Raises:
         Exception: the first error a call answered (after the others were applied).
@@ -55,7 +58,8 @@ async def eval_many(client: RedisClient, source: str, calls: Sequence[Call]) -> 
         redone = await _send(client, sha, [calls[n] for n in missing])
         for n, reply in zip(missing, redone, strict=True):
             replies[n] = reply
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
+    if raise_on_error:
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
     return replies

@@ -243,17 +243,26 @@ class RedisResultBackend(KitResultBackend[_R], RedisInspect):
         calls = [
             self.script_call([writes[index] for index in indexes]) for indexes in groups.values()
         ]
-        replies = await eval_many(self.redis, redis_writes.WRITE_RECORDS_ONLY, calls)
+        replies = await eval_many(
+            self.redis, redis_writes.WRITE_RECORDS_ONLY, calls, raise_on_error=False
+        )
         outcomes: list[WriteOutcome | None] = [None] * len(writes)
         moves: list[Any] = []
+        failed: Exception | None = None
         for indexes, reply in zip(groups.values(), replies, strict=True):
+            if isinstance(reply, Exception):
+                failed = failed or reply
+                continue
             for index, outcome in zip(indexes, self.outcomes(reply[0]), strict=True):
                 outcomes[index] = outcome
             moves += reply[1:]
         if moves:
+            # The index follows the records that were written, even when another slot failed.
             prefix = self.keys.index()
             call = ([self.keys.index_anchor()], [prefix, *moves])
             await eval_many(self.redis, redis_index.APPLY_MOVES, [call])
+        if failed is not None:
+            raise failed
         return [outcome for outcome in outcomes if outcome is not None]
 
     @reaching
