@@ -20,7 +20,14 @@ from taskiq_kit.memory import MemoryBroker, MemoryResultBackend
 from taskiq_kit.options import check_options, check_value, parameters
 from taskiq_kit.results.backend import KitResultBackend
 from taskiq_kit.settings import DAY, KitSettings
-from taskiq_kit.urls import BROKER_SCHEMES, RESULT_SCHEMES, ParsedURL, parse_url, redact
+from taskiq_kit.urls import (
+    BROKER_SCHEMES,
+    REDIS_SCHEMES,
+    RESULT_SCHEMES,
+    ParsedURL,
+    parse_url,
+    redact,
+)
 
 logger = logging.getLogger("taskiq_kit")
 
@@ -36,7 +43,7 @@ SETTING_OPTIONS = ("result_ttl", "connect_timeout", "max_delivery_attempts")
 def _store_class(scheme: str) -> type[KitResultBackend[Any]]:
     if scheme == "memory":
         return MemoryResultBackend
-    if scheme in ("redis", "rediss"):
+    if scheme in REDIS_SCHEMES:
         require("redis", extra="redis", feature="the Redis result backend")
         from taskiq_kit.results.redis import RedisResultBackend  # noqa: PLC0415 - optional extra
 
@@ -61,7 +68,7 @@ def _broker_class(scheme: str) -> type[KitBroker]:
 
 def _check_redis_url(parsed: ParsedURL, cls: type, extra: dict[str, object]) -> None:
     """The query of a Redis URL and the options passed on to redis-py, checked by name."""
-    if parsed.scheme in ("redis", "rediss"):
+    if parsed.scheme in REDIS_SCHEMES:
         from taskiq_kit.redis.connect import check_connection  # noqa: PLC0415 - optional extra
 
         named, _ = parameters(cls)
@@ -122,7 +129,7 @@ def _settings(given: KitSettings | None, explicit: dict[str, Any]) -> KitSetting
 
 
 def _default_result_url(broker: ParsedURL) -> str:
-    if broker.scheme in ("redis", "rediss"):
+    if broker.scheme in REDIS_SCHEMES:
         return broker.url
     return "memory://"
 
@@ -137,7 +144,9 @@ def make_broker(
 ) -> KitBroker:
     """Build a broker from a URL.
 
-    ``amqp://`` / ``amqps://`` give a RabbitMQ broker, ``redis://`` / ``rediss://`` a Redis broker,
+    ``amqp://`` / ``amqps://`` give a RabbitMQ broker, ``redis://`` / ``rediss://`` a Redis broker
+    (``redis+cluster://h1:p1,h2:p2/`` on a Redis Cluster, ``redis+sentinel://s1:p1,s2:p2/<service>/<db>``
+    on the master the Sentinels name),
     ``memory://`` the embedded in-process broker. Results, status and progress go to
     ``result_url``; by default to the Redis server when the broker is Redis, else in memory.
     The returned broker runs under ``taskiq worker module:broker`` as usual.
@@ -224,7 +233,7 @@ def _make(
         from taskiq_kit.rabbit import RabbitBroker  # noqa: PLC0415 - optional extra
 
         rabbit = _build(RabbitBroker, parsed.url, result_backend=backend, **options)
-        if "abort_signal" not in options and store_scheme in ("redis", "rediss"):
+        if "abort_signal" not in options and store_scheme in REDIS_SCHEMES:
             # Aborts reach running tasks through the Redis that holds their tombstones, on a
             # channel of this exchange and database (Redis pub/sub is server-wide).
             rabbit.aborts.signal = RedisAbortSignal(store_url, scope=rabbit.names.exchange)

@@ -12,8 +12,17 @@ from urllib.parse import unquote, urlsplit
 
 from taskiq_kit.exceptions import InvalidURLError
 
-BROKER_SCHEMES = ("amqp", "amqps", "redis", "rediss", "memory")
-RESULT_SCHEMES = ("redis", "rediss", "postgresql", "postgres", "memory")
+#: Redis on one server, a Redis Cluster (any of its nodes listed), or a master found by Sentinels.
+REDIS_SCHEMES = (
+    "redis",
+    "rediss",
+    "redis+cluster",
+    "rediss+cluster",
+    "redis+sentinel",
+    "rediss+sentinel",
+)
+BROKER_SCHEMES = ("amqp", "amqps", *REDIS_SCHEMES, "memory")
+RESULT_SCHEMES = (*REDIS_SCHEMES, "postgresql", "postgres", "memory")
 
 #: Query parameters holding secrets (``?password=`` works with redis-py and asyncpg).
 _QUERY_SECRET = re.compile(r"([?&;][^=&;#]*(?:pass|secret|token)[^=&;#]*=)([^&;#]*)", re.IGNORECASE)
@@ -125,6 +134,7 @@ def parse_url(url: object, *, accepted: tuple[str, ...]) -> ParsedURL:
         raise InvalidURLError(url=shown, reason=reason, accepted=names)
     if scheme in MULTI_HOST_SCHEMES and "," in authority.rpartition("@")[2]:
         split_hosts(text)  # validates every host of the list
+        _check_redis_path(scheme, rest[len(authority) :].split("?")[0], shown, names)
         return ParsedURL(scheme=scheme, url=text)
     try:
         parts = urlsplit(text)
@@ -139,11 +149,26 @@ def parse_url(url: object, *, accepted: tuple[str, ...]) -> ParsedURL:
     if scheme in ("redis", "rediss") and not re.fullmatch(r"/?(\d+/?)?", unquote(parts.path)):
         reason = f"the database must be a number, as in redis://host:6379/0, not {parts.path!r}"
         raise InvalidURLError(url=shown, reason=reason, accepted=names)
+    _check_redis_path(scheme, parts.path, shown, names)
     return ParsedURL(scheme=scheme, url=text)
 
 
 #: Schemes whose URL may list several hosts: ``amqp://user:pass@h1:5672,h2:5673/vhost``.
-MULTI_HOST_SCHEMES = ("amqp", "amqps")
+MULTI_HOST_SCHEMES = ("amqp", "amqps", *REDIS_SCHEMES[2:])
+
+
+def _check_redis_path(scheme: str, path: str, shown: str, names: str) -> None:
+    """The path of a Redis Cluster URL (none, or database 0) and of a Sentinel URL (service/db)."""
+    path = unquote(path)
+    if scheme.endswith("+cluster") and not re.fullmatch(r"/?(0/?)?", path):
+        reason = f"a Redis Cluster has database 0 only: redis+cluster://h1:p1,h2:p2/, not {path!r}"
+        raise InvalidURLError(url=shown, reason=reason, accepted=names)
+    if scheme.endswith("+sentinel") and not re.fullmatch(r"/[^/]+(/\d+)?/?", path):
+        reason = (
+            "name the master's service (and optionally the database) in the path, as in "
+            f"redis+sentinel://s1:26379,s2:26379/mymaster/0, not {path!r}"
+        )
+        raise InvalidURLError(url=shown, reason=reason, accepted=names)
 
 
 def split_hosts(url: str) -> tuple[str, ...]:

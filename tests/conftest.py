@@ -17,6 +17,8 @@ import pytest
 
 from tests.brokers import BROKER_KINDS, BrokerHarness, make_harness
 from tests.private.rabbit import PrivateRabbit, private_rabbit_node
+from tests.private.redis_cluster import PrivateRedisCluster, private_redis_cluster
+from tests.private.redis_sentinel import PrivateRedisSentinel, private_redis_sentinel
 
 AMQP_URL = os.environ.get("TASKIQ_KIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("TASKIQ_KIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -89,3 +91,20 @@ async def harness(
     """A started broker of each kind, with a worker consuming in this process; cleaned up after."""
     async with make_harness(broker_kind, unique_name) as running:
         yield running
+
+
+# Redis Cluster and Sentinel harnesses (issue #20): private servers, started on first use.
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[PrivateRedisCluster]:
+    """A 3-master Redis Cluster of this session's own; started by the first test asking for it."""
+    with private_redis_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[PrivateRedisSentinel]:
+    """A Sentinel set (master, replica, 3 Sentinels) of this session's own, for tests that do not
+    kill its servers (failover tests start their own).
+    """
+    with private_redis_sentinel() as sentinel:
+        yield sentinel

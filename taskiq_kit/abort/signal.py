@@ -67,6 +67,10 @@ class MemoryAbortSignal(AbortSignal):
 class RedisAbortSignal(AbortSignal):
     """Redis pub/sub signal: one channel per app, every worker process of the app subscribed.
 
+    On a Redis Cluster (``redis+cluster://``) the signal uses sharded pub/sub (``SPUBLISH`` /
+    ``SSUBSCRIBE``): the channel's slot decides the one node that carries it, instead of every
+    message being broadcast to every node of the cluster.
+
     Redis pub/sub ignores the database number: a channel is shared by every client of the
     server. The channel is therefore named after ``scope`` (what tells this app's tasks apart:
     the brokers pass their key prefix and queue, or their exchange) *and* the database of
@@ -93,6 +97,8 @@ class RedisAbortSignal(AbortSignal):
         self._listener: asyncio.Task[None] | None = None
         self._callback: AbortListener | None = None
         self._subscribed = asyncio.Event()
+        #: Whether the channel is a sharded one (a Redis Cluster).
+        self._sharded = False
 
     def __repr__(self) -> str:
         return f"RedisAbortSignal({redact(self.url)!r}, channel={self.channel!r})"
@@ -100,7 +106,13 @@ class RedisAbortSignal(AbortSignal):
     async def startup(self) -> None:
         """Connect the publishing client (idempotent)."""
         if self._client is None:
-            self._client = self._redis_module.Redis.from_url(self.url)
+            from taskiq_kit.redis.connect import is_cluster, make_client  # noqa: PLC0415 - extra
+
+            client = make_client(self.url)
+            self._sharded = is_cluster(client)
+            if self._sharded:
+                await client.initialize()  # learn the slots: the sharded subscription needs them
+            self._client = client
 
     async def shutdown(self) -> None:
         """Stop listening and close the client (idempotent)."""
@@ -112,12 +124,17 @@ class RedisAbortSignal(AbortSignal):
         self._subscribed.clear()
         client, self._client = self._client, None
         if client is not None:
-            await client.aclose()
+            from taskiq_kit.redis.connect import close_client  # noqa: PLC0415 - extra
+
+            await close_client(client)
 
     async def publish(self, task_id: str) -> None:
         """PUBLISH the id on the channel."""
         await self.startup()
-        await self._client.publish(self.channel, task_id)
+        if self._sharded:
+            await self._client.spublish(self.channel, task_id)
+        else:
+            await self._client.publish(self.channel, task_id)
 
     async def listen(self, callback: AbortListener) -> None:
         """Subscribe in the background (re-subscribing after connection loss) and wait until live.
@@ -141,12 +158,16 @@ class RedisAbortSignal(AbortSignal):
         while True:
             try:
                 async with self._client.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel)
+                    if self._sharded:
+                        await pubsub.ssubscribe(self.channel)
+                    else:
+                        await pubsub.subscribe(self.channel)
                     self._subscribed.set()
                     delay = self.reconnect_delay
-                    async for item in pubsub.listen():
+                    while True:
+                        item = await self._next_message(pubsub)
                         callback = self._callback
-                        if item.get("type") == "message" and callback is not None:
+                        if item and item.get("type") in _MESSAGES and callback is not None:
                             data = item["data"]
                             callback(data.decode() if isinstance(data, bytes) else str(data))
             except asyncio.CancelledError:
@@ -159,9 +180,21 @@ class RedisAbortSignal(AbortSignal):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def _next_message(self, pubsub: Any) -> Any:
+        """The next message (or ``None`` after a quiet second) of the plain or sharded channel."""
+        if self._sharded:
+            return await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=1.0)
+        return await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+
+
+#: Pub/sub message types carrying a published id (plain and sharded channels).
+_MESSAGES = ("message", "smessage")
+
 
 def _database(url: str) -> int:
-    """The database number redis-py reads from ``url`` (path or ``?db=``; 0 by default)."""
+    """The database number of ``url`` (path or ``?db=``; 0 by default; 0 on a cluster)."""
     from redis.asyncio.connection import parse_url  # noqa: PLC0415 - the redis extra is optional
 
-    return int(parse_url(url).get("db") or 0)
+    from taskiq_kit.redis.connect import topology  # noqa: PLC0415 - the redis extra is optional
+
+    return int(parse_url(topology(url).server_url).get("db") or 0)

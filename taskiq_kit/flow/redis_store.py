@@ -1,6 +1,8 @@
 """Flow control in Redis: one Lua script per operation, on the result store's connections.
 
-Keys are ``<prefix>:flow:<kind>:{<digest of the key>}``: one Redis Cluster slot per limit.
+Keys are ``<prefix>:flow:<kind>:{<digest of the key>}``: one Redis Cluster slot per limit. Each
+script declares its one key (``KEYS[1]``) and touches no other, so it runs on a cluster as on one
+server; renewals of many slots go in one pipeline (one round trip per node).
 Times are Redis server time (``TIME``), so the workers' clocks do not matter.
 """
 
@@ -11,12 +13,13 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from taskiq_kit.redis.lua import eval_many
 from taskiq_kit.results.reach import reaching
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
+    from taskiq_kit.redis.connect import RedisClient
     from taskiq_kit.results.redis import RedisResultBackend
 
 #: GCRA with reservation. KEYS[1]: the theoretical arrival time (µs). ARGV: interval (µs),
@@ -108,7 +111,7 @@ class RedisFlowStore:
         self.connect_timeout = backend.connect_timeout
         self.unreachable_errors = backend.unreachable_errors
         self._scripts: dict[str, AsyncScript] = {}
-        self._client: Redis | None = None
+        self._client: RedisClient | None = None
 
     @property
     def target(self) -> str:
@@ -145,11 +148,8 @@ class RedisFlowStore:
     @reaching
     async def renew_slots(self, held: Sequence[tuple[str, str, float]]) -> None:
         """See :meth:`~taskiq_kit.flow.store.FlowStore.renew_slots` (one round trip)."""
-        script = self._script(RENEW_SLOT)
-        async with self.backend.redis.pipeline(transaction=False) as pipe:
-            for key, holder, lease in held:
-                await script(keys=[self.key("slots", key)], args=[holder, _ms(lease)], client=pipe)
-            await pipe.execute()
+        calls = [([self.key("slots", key)], [holder, _ms(lease)]) for key, holder, lease in held]
+        await eval_many(self.backend.redis, RENEW_SLOT, calls)
 
     @reaching
     async def release_slot(self, key: str, holder: str) -> None:

@@ -10,7 +10,9 @@ the group's state in the scheduler's Redis, which every replica follows::
     await resume_schedule(scheduler, "nightly-report")  # missed firings follow its `missed` policy
     task_id = await run_schedule_now(scheduler, "nightly-report")
 
-Each call opens a Redis client of its own for ``scheduler.redis_url`` and closes it.
+Each call opens a Redis client of its own for ``scheduler.redis_url`` (one server, a
+``redis+cluster://`` Redis Cluster or ``redis+sentinel://`` Sentinels, as the replicas use) and
+closes it.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ from taskiq_kit.scheduler.runner import FIRE_AT_LABEL, RUN_NOW_LABEL
 from taskiq_kit.scheduler.store import RedisScheduleStore, ScheduleNotFoundError
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
+    from taskiq_kit.redis.connect import RedisClient
     from taskiq_kit.scheduler.models import Schedule
     from taskiq_kit.scheduler.scheduler import KitScheduler
 
-_redis = require("redis.asyncio", extra="scheduler", feature="the replica-safe scheduler")
+require("redis.asyncio", extra="scheduler", feature="the replica-safe scheduler")
+from taskiq_kit.redis.connect import close_client, make_client  # noqa: E402 - after the extra check
 
 #: Seconds one Redis call of these functions may take.
 _TIMEOUT = 5.0
@@ -126,17 +128,17 @@ async def run_schedule_now(scheduler: KitScheduler, schedule_id: str) -> str:
 
 
 @asynccontextmanager
-async def _client(scheduler: KitScheduler) -> AsyncIterator[Redis]:
-    client: Redis = _redis.Redis.from_url(
-        scheduler.redis_url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT
+async def _client(scheduler: KitScheduler) -> AsyncIterator[RedisClient]:
+    client = make_client(
+        scheduler.redis_url, max_connections=4, connect_timeout=_TIMEOUT, socket_timeout=_TIMEOUT
     )
     try:
         yield client
     finally:
-        await client.aclose()
+        await close_client(client)
 
 
-def _store(scheduler: KitScheduler, client: Redis) -> RedisScheduleStore:
+def _store(scheduler: KitScheduler, client: RedisClient) -> RedisScheduleStore:
     return RedisScheduleStore(client, name=scheduler.keys.name, prefix=scheduler.keys.prefix)
 
 
@@ -144,7 +146,7 @@ def _static_by_id(scheduler: KitScheduler) -> dict[str, Schedule]:
     return {schedule.id: schedule for schedule in scheduler.all_static_schedules()}
 
 
-async def _changed(scheduler: KitScheduler, client: Redis, schedule_id: str) -> ScheduleInfo:
+async def _changed(scheduler: KitScheduler, client: RedisClient, schedule_id: str) -> ScheduleInfo:
     group = await _Group.read(scheduler, client)
     info = group.info(schedule_id)
     info.extra["version"] = group.version
@@ -165,7 +167,7 @@ class _Group:
     now: float
 
     @classmethod
-    async def read(cls, scheduler: KitScheduler, client: Redis) -> _Group:
+    async def read(cls, scheduler: KitScheduler, client: RedisClient) -> _Group:
         store = _store(scheduler, client)
         # Read-only: the ledger's fencing token is used by claims only.
         ledger = FiringLedger(client, scheduler.keys, token="")

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from taskiq.message import BrokerMessage
 
 from taskiq_kit.abort.signal import AbortSignal, RedisAbortSignal
@@ -23,9 +23,10 @@ from taskiq_kit.exceptions import BrokerNotAvailableError, RedisSettingError
 from taskiq_kit.labels import Timing
 from taskiq_kit.redis import scripts
 from taskiq_kit.redis.batching import Batcher
-from taskiq_kit.redis.connect import ping
+from taskiq_kit.redis.connect import RedisClient, close_client, make_client, ping, topology
 from taskiq_kit.redis.consumer import TRANSIENT, StreamConsumer
 from taskiq_kit.redis.delay import DelayPromoter
+from taskiq_kit.redis.durability import ReplicaAcks
 from taskiq_kit.redis.heartbeat import check_heartbeat
 from taskiq_kit.redis.inspect import RedisInspector
 from taskiq_kit.redis.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, RedisKeys
@@ -51,8 +52,14 @@ class RedisBroker(KitBroker):
     sorted set until a promoter (every consuming worker runs one) moves them to the stream.
     Every key is hash-tagged with the queue name (see :class:`~taskiq_kit.redis.keys.RedisKeys`).
 
+    On a Redis Cluster (``redis+cluster://h1:p1,h2:p2/``) every key of a queue lives in the slot
+    of its hash tag, so every script runs on one node; behind Sentinels
+    (``redis+sentinel://s1:p1,s2:p2/<service>/<db>``) the broker follows the master through
+    failovers (see ``replica_acks`` for what a failover may lose).
+
     Args:
-        url: ``redis://`` or ``rediss://`` URL of the server.
+        url: ``redis://`` or ``rediss://`` URL of the server, ``redis+cluster://`` of a Redis
+            Cluster, ``redis+sentinel://`` of Sentinels watching the master.
         result_backend: where results, status records and progress live.
         queue_name: the queue; workers of one queue share its tasks.
         key_prefix: first part of every key.
@@ -70,7 +77,12 @@ class RedisBroker(KitBroker):
         max_connections: size of the connection pool.
         abort_signal: how abort requests reach the workers; by default Redis pub/sub on ``url``.
         abort_poll_interval: seconds between the workers' checks for aborts they missed.
-        **connection_options: passed to :class:`redis.asyncio.BlockingConnectionPool`.
+        replica_acks: replicas that must acknowledge a kick (``WAIT``) before it returns; 0
+            (the default) returns once the master has it, which a failover right after may lose.
+            Not available on a Redis Cluster.
+        replica_ack_timeout: seconds a kick waits for ``replica_acks``; it raises
+            :class:`~taskiq_kit.exceptions.BrokerNotAvailableError` when they do not come.
+        **connection_options: passed to redis-py's connection pool (or cluster client).
 
     Raises:
         RedisSettingError: for a queue name or prefix with braces or spaces, or an option out
@@ -97,6 +109,8 @@ class RedisBroker(KitBroker):
         max_connections: int = 50,
         abort_signal: AbortSignal | None = None,
         abort_poll_interval: float = 1.0,
+        replica_acks: int = 0,
+        replica_ack_timeout: float = 1.0,
         **connection_options: Any,
     ) -> None:
         super().__init__(
@@ -112,13 +126,25 @@ class RedisBroker(KitBroker):
             ("read_count", read_count, 1),
             ("promote_batch", promote_batch, 1),
             ("max_connections", max_connections, 4),
+            ("replica_acks", replica_acks, 0),
+            ("replica_ack_timeout", replica_ack_timeout, 0.001),
         ):
             if value < minimum:
                 raise RedisSettingError(
                     setting=setting, value=value, reason=f"must be >= {minimum}"
                 )
         check_heartbeat(heartbeat_interval, dead_after)
+        self.topology = topology(url)
+        if replica_acks and self.topology.kind == "cluster":
+            raise RedisSettingError(
+                setting="replica_acks",
+                value=replica_acks,
+                reason="is not available on a Redis Cluster (use a replica-less cluster or 0)",
+            )
         self.url = url
+        self.replica_acks = (
+            ReplicaAcks(replica_acks, replica_ack_timeout, redact(url)) if replica_acks else None
+        )
         self.keys = RedisKeys(queue=queue_name, prefix=key_prefix)
         self.idle_timeout = idle_timeout
         self.heartbeat_interval = heartbeat_interval
@@ -130,7 +156,7 @@ class RedisBroker(KitBroker):
         self.connect_timeout = connect_timeout
         self.max_connections = max_connections
         self.connection_options = connection_options
-        self._client: Redis | None = None
+        self._client: RedisClient | None = None
         self._promoter: DelayPromoter | None = None
         self._consumer: StreamConsumer | None = None
         self._promoting: asyncio.Task[None] | None = None
@@ -148,7 +174,7 @@ class RedisBroker(KitBroker):
         return f"RedisBroker({redact(self.url)!r}, queue_name={self.keys.queue!r})"
 
     @property
-    def client(self) -> Redis:
+    def client(self) -> RedisClient:
         """The Redis client, created on first use (binary responses).
 
         Its pool blocks (up to ``connect_timeout``) rather than fails when all
@@ -158,27 +184,34 @@ class RedisBroker(KitBroker):
             self._client = self._new_client(self.max_connections)
         return self._client
 
-    def _new_client(self, max_connections: int) -> Redis:
+    def _new_client(self, max_connections: int) -> RedisClient:
         options: dict[str, Any] = {
-            "socket_connect_timeout": self.connect_timeout,
             "socket_keepalive": True,
-            "timeout": self.connect_timeout,
-            "max_connections": max_connections,
             **self.connection_options,
             "decode_responses": False,
         }
-        pool = BlockingConnectionPool.from_url(self.url, **options)
-        return Redis(connection_pool=pool)
+        return make_client(
+            self.url,
+            max_connections=max_connections,
+            pool_timeout=self.connect_timeout,
+            connect_timeout=self.connect_timeout,
+            **options,
+        )
 
     @property
     def publisher(self) -> Batcher[bytes]:
         """Appends to the ready stream; concurrent kicks share one round trip."""
         if self._publisher is None:
-            script = self.client.register_script(scripts.PUBLISH)
+            client = self.client
+            script = client.register_script(scripts.PUBLISH)
             ready = self.keys.ready
+            acks = self.replica_acks
 
             async def append(bodies: list[bytes]) -> None:
-                await script(keys=[ready], args=bodies)
+                if acks is not None and isinstance(client, Redis):
+                    await acks.run_script(client, script, [ready], list(bodies))
+                else:
+                    await script(keys=[ready], args=bodies)
 
             self._publisher = Batcher(append)
         return self._publisher
@@ -192,6 +225,7 @@ class RedisBroker(KitBroker):
                 self.keys,
                 batch=self.promote_batch,
                 max_sleep=self.max_promoter_sleep,
+                acks=self.replica_acks,
             )
         return self._promoter
 
@@ -214,7 +248,7 @@ class RedisBroker(KitBroker):
             client, self._client, self._promoter, self._publisher = self._client, None, None, None
             self._kicks = None
             with contextlib.suppress(*TRANSIENT):
-                await client.aclose(close_connection_pool=True)
+                await close_client(client)
 
     async def publish(self, message: BrokerMessage, timing: Timing) -> None:
         """Append ``message`` to the ready stream, or store it until ``timing.due_at``.
@@ -254,8 +288,13 @@ class RedisBroker(KitBroker):
             from taskiq_kit.results.redis import RedisResultBackend  # noqa: PLC0415
 
             publisher = None
-            if isinstance(store, RedisResultBackend) and same_server(store, self.url):
-                publisher = KickPublisher(self.client, store, self.keys.ready)
+            client = self.client
+            if (
+                isinstance(store, RedisResultBackend)
+                and isinstance(client, Redis)
+                and same_server(store, self.url)
+            ):
+                publisher = KickPublisher(client, store, self.keys.ready, acks=self.replica_acks)
             route = self._kicks = (store, publisher)
         kicks = route[1]
         if kicks is None or timing.delay_from(time.time()) > 0:

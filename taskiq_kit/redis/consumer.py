@@ -27,8 +27,7 @@ from taskiq_kit.redis.batching import Batcher
 from taskiq_kit.redis.heartbeat import Liveness
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
+    from taskiq_kit.redis.connect import RedisClient
     from taskiq_kit.redis.keys import RedisKeys
 
 logger = logging.getLogger("taskiq_kit.redis.consumer")
@@ -88,14 +87,14 @@ class StreamConsumer:
 
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         keys: RedisKeys,
         *,
         name: str,
         idle_timeout: float,
         read_count: int,
         dead_letter_maxlen: int,
-        connect: Callable[[], Redis],
+        connect: Callable[[], RedisClient],
         heartbeat_interval: float = 1.0,
         dead_after: float = 3.0,
     ) -> None:

@@ -16,14 +16,16 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
 
+    from taskiq_kit.redis.connect import RedisClient
+    from taskiq_kit.redis.durability import ReplicaAcks
     from taskiq_kit.redis.keys import RedisKeys
 
 logger = logging.getLogger("taskiq_kit.redis.delay")
@@ -69,16 +71,24 @@ class DelayPromoter:
         keys: key names of the queue.
         batch: most entries one script run moves; bounds the time Redis is busy.
         max_sleep: longest sleep between two runs, in seconds (a safety net for lost wake-ups).
+        acks: replicas that must have a delayed message before :meth:`schedule` returns, if any.
 
     """
 
     def __init__(
-        self, client: Redis, keys: RedisKeys, *, batch: int = 500, max_sleep: float = 1.0
+        self,
+        client: RedisClient,
+        keys: RedisKeys,
+        *,
+        batch: int = 500,
+        max_sleep: float = 1.0,
+        acks: ReplicaAcks | None = None,
     ) -> None:
         self.client = client
         self.keys = keys
         self.batch = batch
         self.max_sleep = max_sleep
+        self.acks = acks
         #: Set to end :meth:`run` at its next turn (a cancellation can be lost in redis-py).
         self.stopping = False
         self._schedule = client.register_script(SCHEDULE)
@@ -86,10 +96,12 @@ class DelayPromoter:
 
     async def schedule(self, message_id: str, body: bytes, due_at: float) -> None:
         """Store ``body`` until ``due_at`` (unix seconds), waking promoters if it is the earliest."""
-        await self._schedule(
-            keys=[self.keys.delayed, self.keys.payloads],
-            args=[message_id, repr(due_at), body, self.keys.wakeup],
-        )
+        keys = [self.keys.delayed, self.keys.payloads]
+        args: list[str | bytes] = [message_id, repr(due_at), body, self.keys.wakeup]
+        if self.acks is not None and isinstance(self.client, Redis):
+            await self.acks.run_script(self.client, self._schedule, keys, args)
+        else:
+            await self._schedule(keys=keys, args=args)
 
     async def promote_once(self, now: float | None = None) -> tuple[int, float | None]:
         """Move up to ``batch`` due entries; return how many moved and the next due time."""

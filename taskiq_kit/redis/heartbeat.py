@@ -27,10 +27,10 @@ from redis.exceptions import RedisError
 
 from taskiq_kit.exceptions import RedisSettingError
 from taskiq_kit.redis import scripts
+from taskiq_kit.redis.connect import close_client
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
+    from taskiq_kit.redis.connect import RedisClient
     from taskiq_kit.redis.keys import RedisKeys
 
 logger = logging.getLogger("taskiq_kit.redis.heartbeat")
@@ -88,8 +88,8 @@ class Liveness:
 
     def __init__(
         self,
-        client: Redis,
-        connect: Callable[[], Redis],
+        client: RedisClient,
+        connect: Callable[[], RedisClient],
         keys: RedisKeys,
         *,
         name: str,
@@ -204,4 +204,4 @@ class Liveness:
                 self._stopping.wait(self.interval)
         finally:
             with contextlib.suppress(Exception):
-                await client.aclose(close_connection_pool=True)
+                await close_client(client)

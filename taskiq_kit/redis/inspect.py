@@ -32,10 +32,9 @@ from taskiq_kit.inspect.dead_letters import (
 from taskiq_kit.inspect.models import DeadLetter, DeadLetterPage, QueueFigures, ReplayReport
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from taskiq_kit.base import KitBroker
     from taskiq_kit.inspect.protocols import ProgressCallback
+    from taskiq_kit.redis.connect import RedisClient
     from taskiq_kit.redis.keys import RedisKeys
 
 #: KEYS: ready, delayed, dead, heartbeats. ARGV: group.
@@ -110,13 +109,15 @@ class RedisInspector:
 
     """
 
-    def __init__(self, broker: KitBroker, keys: RedisKeys, client: Callable[[], Redis]) -> None:
+    def __init__(
+        self, broker: KitBroker, keys: RedisKeys, client: Callable[[], RedisClient]
+    ) -> None:
         self.broker = broker
         self.keys = keys
         self._client = client
 
     @property
-    def client(self) -> Redis:
+    def client(self) -> RedisClient:
         """The broker's Redis client."""
         return self._client()
 

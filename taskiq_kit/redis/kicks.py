@@ -15,15 +15,21 @@ from redis.exceptions import NoScriptError
 
 from taskiq_kit.redis import scripts
 from taskiq_kit.redis.batching import Batcher
+from taskiq_kit.redis.connect import topology
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from taskiq_kit.redis.durability import ReplicaAcks
     from taskiq_kit.results.redis import RedisResultBackend
     from taskiq_kit.results.writes import RecordWrite
 
 
 def _address(url: str) -> tuple[str, str, int, str, str | None]:
+    if "+" in url.partition("://")[0]:
+        # A cluster (never the same server: a batch's records span slots) or Sentinels.
+        where = topology(url)
+        return (where.kind, url.strip(), 0, "", where.service)
     parts = urlsplit(url)
     database = parts.path.strip("/") or parse_qs(parts.query).get("db", ["0"])[0]
     return (
@@ -36,7 +42,12 @@ def _address(url: str) -> tuple[str, str, int, str, str | None]:
 
 
 def same_server(store: RedisResultBackend[Any], url: str) -> bool:
-    """Whether the Redis result ``store`` is on the server and database of ``url``."""
+    """Whether the Redis result ``store`` is on the server and database of ``url``.
+
+    Never on a Redis Cluster: the records of a batch of kicks live in many slots.
+    """
+    if topology(url).kind == "cluster":
+        return False
     return _address(store.url) == _address(url)
 
 
@@ -51,11 +62,20 @@ class KickPublisher:
         client: the broker's client.
         store: the Redis result store (on the same server).
         ready: the ready stream's key.
+        acks: replicas that must have the kicks before they return (``WAIT``), if any.
 
     """
 
-    def __init__(self, client: Redis, store: RedisResultBackend[Any], ready: str) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        store: RedisResultBackend[Any],
+        ready: str,
+        *,
+        acks: ReplicaAcks | None = None,
+    ) -> None:
         self.client = client
+        self.acks = acks
         self.store = store
         self.ready = ready
         self._write_sha, self._publish_sha = _sha(store.write_script), _sha(scripts.PUBLISH)
@@ -72,17 +92,31 @@ class KickPublisher:
             (self._write_sha, len(keys), *keys, *args),
             (self._publish_sha, 1, self.ready, *(body for body, _ in items)),
         ]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for call in calls:
-                pipe.evalsha(*call)
-            replies = await pipe.execute(raise_on_error=False)
-        if any(isinstance(reply, NoScriptError) for reply in replies):
+        replies = await self._pipeline(calls)
+        missing = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
             # The server lost its script cache (a restart): load, and redo what failed, in order.
             for script in self._scripts:
                 await self.client.script_load(script)
-            for index, reply in enumerate(replies):
-                if isinstance(reply, NoScriptError):
-                    replies[index] = await self.client.evalsha(*calls[index])
+            redone = await self._pipeline([calls[index] for index in missing])
+            for index, reply in zip(missing, redone, strict=True):
+                replies[index] = reply
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
+
+    async def _pipeline(self, calls: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``calls`` in one pipeline (then ``WAIT`` for the replicas, when asked to)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.evalsha(*call)
+            if self.acks is not None:
+                self.acks.add_wait(pipe)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if self.acks is not None:
+            acked = replies.pop()
+            if isinstance(acked, Exception):
+                raise acked
+            if not any(isinstance(reply, Exception) for reply in replies):
+                self.acks.check(acked)
+        return replies

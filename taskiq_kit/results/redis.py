@@ -8,11 +8,19 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.crc import key_slot
 
 from taskiq_kit.exceptions import ResultBackendNotStartedError, ResultStoreNotAvailableError
-from taskiq_kit.redis.connect import UNREACHABLE, ping
-from taskiq_kit.results import redis_writes
+from taskiq_kit.redis.connect import (
+    UNREACHABLE,
+    RedisClient,
+    close_client,
+    is_cluster,
+    make_client,
+    ping,
+)
+from taskiq_kit.redis.lua import eval_many
+from taskiq_kit.results import redis_index, redis_writes
 from taskiq_kit.results.arguments import DEFAULT_ARGS_LIMIT, RecordArgs
 from taskiq_kit.results.backend import ChangeWaiter, KitResultBackend
 from taskiq_kit.results.codec import (
@@ -54,8 +62,13 @@ class RedisResultBackend(KitResultBackend[_R], RedisInspect):
     slot per task. The task index (:mod:`taskiq_kit.results.redis_index`) and the worker
     registry live under ``<prefix>:{index}:`` and ``<prefix>:{workers}:``.
 
+    On a Redis Cluster (``redis+cluster://``) a batch of writes is split by slot: one script call
+    per slot, all sent in one cluster pipeline (one round trip per node), then one call updating
+    the task index on its own slot.
+
     Args:
-        url: ``redis://`` or ``rediss://`` URL of the server.
+        url: ``redis://`` or ``rediss://`` URL of the server, ``redis+cluster://`` of a Redis
+            Cluster, or ``redis+sentinel://`` of the Sentinels watching the master.
         result_ttl: seconds results, records and progress are kept (default one day);
             ``None`` keeps them until deleted.
         prefix: first part of every key.
@@ -101,8 +114,7 @@ class RedisResultBackend(KitResultBackend[_R], RedisInspect):
         self.pool_timeout = pool_timeout
         self.connect_timeout = connect_timeout
         self.unreachable_errors = UNREACHABLE
-        self._pool: BlockingConnectionPool | None = None
-        self._redis: Redis | None = None
+        self._redis: RedisClient | None = None
         self._write_script: AsyncScript | None = None
         self._notifier: RedisNotifier | None = None
 
@@ -129,13 +141,12 @@ class RedisResultBackend(KitResultBackend[_R], RedisInspect):
         """
         if self._redis is None:
             # Blocking: with more concurrent tasks than connections, callers wait for one.
-            pool = BlockingConnectionPool.from_url(
+            redis = make_client(
                 self.url,
                 max_connections=self.max_connections,
-                timeout=self.pool_timeout,
-                socket_connect_timeout=self.connect_timeout,
+                pool_timeout=self.pool_timeout,
+                connect_timeout=self.connect_timeout,
             )
-            redis = Redis(connection_pool=pool)
             try:
                 await ping(
                     redis,
@@ -145,26 +156,24 @@ class RedisResultBackend(KitResultBackend[_R], RedisInspect):
                     unavailable=ResultStoreNotAvailableError,
                 )
             except BaseException:
-                await redis.aclose(close_connection_pool=True)
+                await close_client(redis)
                 raise
-            self._pool, self._redis = pool, redis
+            self._redis = redis
             self._write_script = redis.register_script(redis_writes.WRITE_RECORDS)
 
     async def shutdown(self) -> None:
         """Close the connection pool."""
-        redis, pool, notifier = self._redis, self._pool, self._notifier
+        redis, notifier = self._redis, self._notifier
         self._notifier = None
         if notifier is not None:
             await notifier.close()
-        self._redis = self._pool = None
+        self._redis = None
         self._write_script = None
         if redis is not None:
-            await redis.aclose()
-        if pool is not None:
-            await pool.disconnect()
+            await close_client(redis)
 
     @property
-    def redis(self) -> Redis:
+    def redis(self) -> RedisClient:
         """The client (available between :meth:`startup` and :meth:`shutdown`).
 
         Raises:
@@ -212,9 +221,49 @@ class RedisResultBackend(KitResultBackend[_R], RedisInspect):
         script = self._write_script
         if script is None:
             raise ResultBackendNotStartedError(backend=repr(self))
+        if is_cluster(self.redis):
+            return await self._write_records_by_slot(writes)
         keys, args = self.script_call(writes)
         # EVALSHA, falling back to EVAL once per connection when the script is not cached.
         return self.outcomes(await script(keys=keys, args=args))
+
+    async def _write_records_by_slot(self, writes: Sequence[RecordWrite]) -> list[WriteOutcome]:
+        """On a cluster: the records, one script call per slot, then the task index's moves.
+
+        The record calls (:data:`~taskiq_kit.results.redis_writes.WRITE_RECORDS_ONLY`) go in one
+        pipeline (a round trip per node); each write stays atomic (its keys share the task's hash
+        tag), and writes of different tasks were never atomic together. Their replies carry the
+        index moves, which :data:`~taskiq_kit.results.redis_index.APPLY_MOVES` applies in a
+        second call on the index's slot (see :mod:`taskiq_kit.results.redis_index`).
+        """
+        groups: dict[int, list[int]] = {}
+        for index, write in enumerate(writes):
+            slot = key_slot(self.keys.status(write.task_id).encode())
+            groups.setdefault(slot, []).append(index)
+        calls = [
+            self.script_call([writes[index] for index in indexes]) for indexes in groups.values()
+        ]
+        replies = await eval_many(
+            self.redis, redis_writes.WRITE_RECORDS_ONLY, calls, raise_on_error=False
+        )
+        outcomes: list[WriteOutcome | None] = [None] * len(writes)
+        moves: list[Any] = []
+        failed: Exception | None = None
+        for indexes, reply in zip(groups.values(), replies, strict=True):
+            if isinstance(reply, Exception):
+                failed = failed or reply
+                continue
+            for index, outcome in zip(indexes, self.outcomes(reply[0]), strict=True):
+                outcomes[index] = outcome
+            moves += reply[1:]
+        if moves:
+            # The index follows the records that were written, even when another slot failed.
+            prefix = self.keys.index()
+            call = ([self.keys.index_anchor()], [prefix, *moves])
+            await eval_many(self.redis, redis_index.APPLY_MOVES, [call])
+        if failed is not None:
+            raise failed
+        return [outcome for outcome in outcomes if outcome is not None]
 
     @reaching
     async def get_record(self, task_id: str) -> TaskRecord | None:
@@ -236,7 +285,15 @@ class RedisResultBackend(KitResultBackend[_R], RedisInspect):
 
     @reaching
     async def write_progress(self, task_id: str, report: ProgressReport) -> None:
-        """Store ``report`` and announce it to watchers, in one transaction."""
+        """Store ``report`` and announce it to watchers, in one transaction.
+
+        On a cluster, the write and then the announcement (a channel is no key of a slot).
+        """
+        if is_cluster(self.redis):
+            progress = encode_progress(report)
+            await self.redis.set(self.keys.progress(task_id), progress, px=_ttl_ms(self.result_ttl))
+            await self.redis.publish(self.keys.events(task_id), "progress")
+            return
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(
                 self.keys.progress(task_id), encode_progress(report), px=_ttl_ms(self.result_ttl)

@@ -23,10 +23,25 @@ script applies the moves (``index_move``) after the records, in the same call.
 **Redis Cluster.** There the records live in per-task slots and the index in the ``{index}``
 slot, so one script cannot touch both. The split is: the record script built with
 :data:`taskiq_kit.results.redis_writes.RECORDS_ONLY_TAIL` returns its outcomes *and* the moves
-(flat, seven strings each), and :data:`APPLY_MOVES` (this library plus a loop over ``ARGV``)
+(flat, nine strings each), and :data:`APPLY_MOVES` (this library plus a loop over ``ARGV``)
 applies them to the index in a second call, on the index's node. A crash between the two calls
 leaves records unindexed until their next write (listing skips nothing it has; counts lag);
-reads already drop entries whose record is gone.
+reads already drop entries whose record is gone. The second call also announces the final
+statuses (``PUBLISH`` on each task's ``events`` channel, which the single-server script does in
+its one call): a waiter woken by the announcement finds the task under its final status in the
+index as well; one that reads the record on its own (a timed re-check) may see it a moment
+before the index does, and a crash between the calls leaves such waiters to their re-checks. Two writers of one task racing (a worker's
+``success`` and an abort, say) may send their second calls in the other order: each move
+carries its record write's *stamp* (the record node's ``TIME`` in microseconds; a task's writes
+all run on its slot's node, one after the other), kept as a fifth field of the entry, and a
+move older than the entry's stamp changes nothing but the expiry. A failover to a replica whose
+clock is behind could make a newer move look older until the task's next write.
+
+Every index script declares one key, the anchor
+(:meth:`~taskiq_kit.results.redis_keys.ResultKeys.index_anchor`, ``<prefix>:{index}:all``), so a
+cluster runs it on the index's node; the other keys it builds from the prefix in Lua share the
+anchor's hash tag, hence its slot. No index script reads a task record (see
+:mod:`taskiq_kit.results.redis_inspect`).
 """
 
 from __future__ import annotations
@@ -70,11 +85,19 @@ local function index_trim(ix, now_ms, n)
   return #gone
 end
 -- One move: the task id, its status code ('' unchanged), kick time ('' unchanged), name and
--- queue ('' unchanged), the record's expiry in unix ms ('-1': never), '1' for a kick.
-local function index_move(ix, now_ms, id, code, kick, name, queue, deadline, fresh)
+-- queue ('' unchanged), the record's expiry in unix ms ('-1': never), '1' for a kick, and (on a
+-- cluster) the stamp of its record write: the record node's time in microseconds, '' or nil none.
+local function index_move(ix, now_ms, id, code, kick, name, queue, deadline, fresh, stamp)
   local entries = ix .. 'entries'
   local old = redis.call('HGET', entries, id)
   local o = old and ix_split(old) or nil
+  if stamp == nil then stamp = '' end
+  if o and stamp ~= '' and o[5] and o[5] ~= '' and tonumber(o[5]) > tonumber(stamp) then
+    -- A move of an older write of this task, applied after a newer one's (two writers racing
+    -- on a cluster): the newer one holds; only the expiry may grow.
+    if deadline ~= '-1' then redis.call('ZADD', ix .. 'expiry', 'GT', deadline, id) end
+    return
+  end
   if o then
     if code == '' then code = o[1] end
     if kick == '' then kick = o[2] end
@@ -85,6 +108,7 @@ local function index_move(ix, now_ms, id, code, kick, name, queue, deadline, fre
   if kick == '' then kick = tostring(now_ms / 1000) end
   local moved = (not o) or o[2] ~= kick
   local changed = moved or o[1] ~= code or o[3] ~= name or o[4] ~= queue
+    or (stamp ~= '' and o[5] ~= stamp)
   if moved then redis.call('ZADD', ix .. 'all', kick, id) end
   if moved or o[1] ~= code then
     if o and o[1] ~= code and IX_NAMES[o[1]] then
@@ -101,7 +125,9 @@ local function index_move(ix, now_ms, id, code, kick, name, queue, deadline, fre
     if queue ~= '' then redis.call('ZADD', ix .. 'queue:' .. queue, kick, id) end
   end
   if changed then
-    redis.call('HSET', entries, id, code .. '\\0' .. kick .. '\\0' .. name .. '\\0' .. queue)
+    local entry = code .. '\\0' .. kick .. '\\0' .. name .. '\\0' .. queue
+    if stamp ~= '' then entry = entry .. '\\0' .. stamp end
+    redis.call('HSET', entries, id, entry)
   end
   if deadline == '-1' then
     redis.call('ZREM', ix .. 'expiry', id)
@@ -113,26 +139,30 @@ local function index_move(ix, now_ms, id, code, kick, name, queue, deadline, fre
 end
 """
 
-#: The index half of a write on a cluster: ARGV[1] the index prefix, then seven strings per
-#: move (see ``index_move``). Returns how many expired entries it dropped.
+#: The index half of a write on a cluster: KEYS[1] the index anchor (its slot), ARGV[1] the index
+#: prefix, then nine strings per move (those of ``index_move``, then the channel announcing the
+#: write's final status or ''). It announces the final statuses once the index has them, so a
+#: waiter woken by the announcement finds the task under its final status in the index too.
+#: Returns how many expired entries it dropped.
 APPLY_MOVES = (
     INDEX_LIB
     + """
 local ix, now_ms = ARGV[1], ix_now_ms()
-local n = (#ARGV - 1) / 7
+local n = (#ARGV - 1) / 9
 for m = 0, n - 1 do
-  local b = 1 + 7 * m
+  local b = 1 + 9 * m
   index_move(ix, now_ms, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5],
-    ARGV[b + 6], ARGV[b + 7])
+    ARGV[b + 6], ARGV[b + 7], ARGV[b + 8])
+  if ARGV[b + 9] ~= '' then redis.call('PUBLISH', ARGV[b + 9], 'status') end
 end
 return index_trim(ix, now_ms, n + 10)
 """
 )
 
-#: One page of task ids. ARGV: index prefix, base set ('all', 'status:x', 'name:x' or
-#: 'queue:x'), max score, min score (ZREVRANGEBYSCORE syntax), cursor task id ('' none) and
-#: score, how many to find, status codes ('' any), name, queue, search (lower case; '' any),
-#: most entries to look at. Returns a flat array: id, score... then the last id and score looked
+#: One page of task ids. KEYS[1]: the index anchor. ARGV: index prefix, base set ('all',
+#: 'status:x', 'name:x' or 'queue:x'), max score, min score (ZREVRANGEBYSCORE syntax), cursor task
+#: id ('' none) and score, how many to find, status codes ('' any), name, queue, search (lower
+#: case; '' any), most entries to look at. Returns a flat array: id, score... then the last id and score looked
 #: at ('' when the set was exhausted).
 LIST_TASKS = (
     INDEX_LIB
@@ -184,7 +214,7 @@ return {out, last_id, last_score}
 """
 )
 
-#: Counts per status code. ARGV: index prefix, min score, max score (ZRANGEBYSCORE syntax),
+#: Counts per status code. KEYS[1]: the index anchor. ARGV: index prefix, min score, max score (ZRANGEBYSCORE syntax),
 #: name, queue, search (lower case; '' any). Returns a flat array: code, count...
 COUNT_TASKS = (
     INDEX_LIB
@@ -228,7 +258,8 @@ return out
 """
 )
 
-#: Drop index entries whose record is gone. ARGV: index prefix, then task ids.
+#: Drop index entries whose record is gone. KEYS[1]: the index anchor. ARGV: index prefix, then
+#: task ids.
 DROP_ENTRIES = (
     INDEX_LIB
     + """

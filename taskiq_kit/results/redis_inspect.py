@@ -1,4 +1,12 @@
-"""The Redis store's side of the inspect API: the task index's reads and the worker registry."""
+"""The Redis store's side of the inspect API: the task index's reads and the worker registry.
+
+Every script declares a key of the one slot it works in (``KEYS``): the index scripts
+:meth:`~taskiq_kit.results.redis_keys.ResultKeys.index_anchor` (the other index keys they build
+in Lua share its ``{index}`` hash tag), the registry's both ``{workers}`` keys. No script reads
+both the index and task records: a listing reads a page of the index, then the records in a
+pipeline of per-task reads, then drops the entries whose record is gone; so it runs on a Redis
+Cluster as on one server.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +21,7 @@ from taskiq_kit.results.reach import reaching
 from taskiq_kit.results.record import TaskRecord, TaskStatus
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
+    from taskiq_kit.redis.connect import RedisClient
     from taskiq_kit.results.redis_keys import ResultKeys
 
 #: Index entries one listing call looks at, at most (a page of rare matches may come short,
@@ -67,7 +74,7 @@ class RedisInspect:
         raise NotImplementedError
 
     @property
-    def redis(self) -> Redis:  # pragma: no cover - the backend's
+    def redis(self) -> RedisClient:  # pragma: no cover - the backend's
         """The client (the backend's)."""
         raise NotImplementedError
 
@@ -110,6 +117,7 @@ class RedisInspect:
                 (query.search or "").lower(),
                 SCAN_BUDGET,
             ],
+            keys=[self.keys.index_anchor()],
         )
         ids = [_text(item) for item in found[::2]]
         scores = [float(item) for item in found[1::2]]
@@ -126,6 +134,11 @@ class RedisInspect:
         return TaskPage(tasks=tasks, next_cursor=next_cursor)
 
     async def _records(self, ids: list[str]) -> list[TaskRecord | None]:
+        """The records of ``ids`` (a pipeline of per-task reads); drops index entries of the gone.
+
+        Two steps, never one script: on a cluster the records live in per-task slots and the
+        index in its own.
+        """
         if not ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -138,7 +151,11 @@ class RedisInspect:
         ]
         gone = [task_id for task_id, record in zip(ids, records, strict=True) if record is None]
         if gone:
-            await self._script(redis_index.DROP_ENTRIES, [self.keys.index(), *gone])
+            await self._script(
+                redis_index.DROP_ENTRIES,
+                [self.keys.index(), *gone],
+                keys=[self.keys.index_anchor()],
+            )
         return records
 
     @reaching
@@ -156,6 +173,7 @@ class RedisInspect:
                 query.queue or "",
                 (query.search or "").lower(),
             ],
+            keys=[self.keys.index_anchor()],
         )
         counts = dict.fromkeys(TaskStatus, 0)
         for code, count in zip(reply[::2], reply[1::2], strict=True):

@@ -72,6 +72,14 @@ class ResultKeys:
         """The first part of every key of the task index (one hash tag: one cluster slot)."""
         return f"{self.prefix}:{{index}}:"
 
+    def index_anchor(self) -> str:
+        """The key an index script declares (``KEYS[1]``) so a cluster runs it on the index's node.
+
+        The scripts build the other index keys from :meth:`index` inside Lua; they share its
+        hash tag, hence the anchor's slot.
+        """
+        return f"{self.index()}all"
+
     def workers(self) -> str:
         """The worker registry: a hash, worker id -> its last heartbeat (JSON)."""
         return f"{self.prefix}:{{workers}}:info"

@@ -8,10 +8,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from taskiq_kit.redis.connect import RedisClient
 from taskiq_kit.results.backend import ChangeWaiter
 from taskiq_kit.results.redis_keys import ResultKeys
 from taskiq_kit.results.watch import WatchHub
@@ -33,7 +33,7 @@ class RedisNotifier:
     lost connection degrades to polling, never to a hang.
     """
 
-    def __init__(self, redis: Redis, keys: ResultKeys) -> None:
+    def __init__(self, redis: RedisClient, keys: ResultKeys) -> None:
         self.redis = redis
         self.keys = keys
         self.hub = WatchHub()

@@ -24,6 +24,8 @@ local CODE = {['"pending"'] = 'p', ['"scheduled"'] = 'c', ['"started"'] = 's',
   ['"expired"'] = 'E'}
 local split = ix_split
 local now_ms = ix_now_ms()
+local clock = redis.call('TIME')
+local stamp = clock[1] .. string.format('%06d', tonumber(clock[2]))
 local moves = {}
 local out = {}
 for i = 1, #KEYS / 3 do
@@ -125,11 +127,8 @@ for i = 1, #KEYS / 3 do
         redis.call('SET', rkey, result, 'PX', ttl)
       end
     end
-    if channel ~= '' then
-      redis.call('PUBLISH', channel, 'status')
-    end
     moves[#moves + 1] = {head[6], set_status and CODE[set_status] or '', head[4], name, queue,
-      ttl < 0 and '-1' or tostring(now_ms + ttl), kind == 'kick' and '1' or '0'}
+      ttl < 0 and '-1' or tostring(now_ms + ttl), kind == 'kick' and '1' or '0', stamp, channel}
   end
   out[#out + 1] = (ok and '1' or '0') .. (status and (CODE[status] or '?') or '-')
     .. (aborted and '1' or '0')
@@ -141,17 +140,18 @@ SINGLE_TAIL = """
 local ix = ARGV[1]
 for _, m in ipairs(moves) do
   index_move(ix, now_ms, m[1], m[2], m[3], m[4], m[5], m[6], m[7])
+  if m[9] ~= '' then redis.call('PUBLISH', m[9], 'status') end
 end
 index_trim(ix, now_ms, #moves + 10)
 return table.concat(out)
 """
 
-#: The end of the record script on a Redis Cluster: the outcomes, then the moves (seven strings
-#: each) for :data:`~taskiq_kit.results.redis_index.APPLY_MOVES` on the index's node.
+#: The end of the record script on a Redis Cluster: the outcomes, then the moves (nine strings
+#: each: the last two the write's stamp and the channel announcing its final status, or '') for :data:`~taskiq_kit.results.redis_index.APPLY_MOVES` on the index's node.
 RECORDS_ONLY_TAIL = """
 local reply = {table.concat(out)}
 for _, m in ipairs(moves) do
-  for k = 1, 7 do reply[#reply + 1] = m[k] end
+  for k = 1, 9 do reply[#reply + 1] = m[k] end
 end
 return reply
 """

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 from taskiq_kit.kicker import KitKicker
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
     from taskiq.abc.broker import AsyncBroker
 
+    from taskiq_kit.redis.connect import RedisClient
     from taskiq_kit.scheduler.keys import SchedulerKeys
     from taskiq_kit.scheduler.models import Schedule
 
@@ -50,7 +50,7 @@ class ScheduleSwitches:
 
     """
 
-    def __init__(self, client: Redis, keys: SchedulerKeys) -> None:
+    def __init__(self, client: RedisClient, keys: SchedulerKeys) -> None:
         self.client = client
         self.keys = keys
 

@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 from taskiq_kit._compat import require
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
+    from taskiq_kit.redis.connect import RedisClient
     from taskiq_kit.scheduler.keys import SchedulerKeys
 
 require("redis", extra="scheduler", feature="the replica-safe scheduler")
@@ -102,7 +101,7 @@ class RedisLease:
 
     """
 
-    def __init__(self, client: Redis, keys: SchedulerKeys, *, ttl: float) -> None:
+    def __init__(self, client: RedisClient, keys: SchedulerKeys, *, ttl: float) -> None:
         self.client = client
         self.keys = keys
         self.ttl = ttl
@@ -133,7 +132,7 @@ class FiringLedger:
 
     """
 
-    def __init__(self, client: Redis, keys: SchedulerKeys, *, token: str) -> None:
+    def __init__(self, client: RedisClient, keys: SchedulerKeys, *, token: str) -> None:
         self.client = client
         self.keys = keys
         self.token = token

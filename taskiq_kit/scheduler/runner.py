@@ -27,9 +27,9 @@ from taskiq_kit.scheduler.models import Schedule, fire_task_id
 from taskiq_kit.scheduler.store import RedisScheduleStore
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
     from taskiq.abc.broker import AsyncBroker
 
+    from taskiq_kit.redis.connect import RedisClient
     from taskiq_kit.scheduler.keys import SchedulerKeys
 
 logger = logging.getLogger("taskiq_kit.scheduler")
@@ -63,7 +63,7 @@ class ReplicaRunner:
     def __init__(
         self,
         broker: AsyncBroker,
-        client: Redis,
+        client: RedisClient,
         keys: SchedulerKeys,
         *,
         static: Iterable[Schedule],

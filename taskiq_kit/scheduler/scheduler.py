@@ -43,12 +43,16 @@ from taskiq_kit.scheduler.runner import ReplicaRunner
 from taskiq_kit.scheduler.store import RedisScheduleStore
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
     from taskiq.abc.broker import AsyncBroker
     from taskiq.abc.schedule_source import ScheduleSource
     from taskiq.scheduler.scheduled_task import ScheduledTask
 
+    from taskiq_kit.redis.connect import RedisClient
+
 _redis = require("redis.asyncio", extra="scheduler", feature="the replica-safe scheduler")
+
+from taskiq_kit.redis.connect import close_client, make_client  # noqa: E402 - after the extra check
+
 logger = logging.getLogger("taskiq_kit.scheduler")
 
 #: Signals that stop ``taskiq scheduler`` through a clean shutdown (3.11's ``asyncio.run`` already
@@ -117,7 +121,7 @@ class KitScheduler(TaskiqScheduler):
         self.kick_ahead, self.send_timeout = kick_ahead, send_timeout
         self.use_labels = use_labels
         self._labels_read = False
-        self._client: Redis | None = None
+        self._client: RedisClient | None = None
         self._runner: ReplicaRunner | None = None
         self._sigterm_handled = False
 
@@ -195,8 +199,8 @@ class KitScheduler(TaskiqScheduler):
         self.static_schedules = self.all_static_schedules()
         self._labels_read = True
         # Bounded waits: a hung Redis call must not outlast the lease.
-        self._client = _redis.Redis.from_url(
-            self.redis_url, socket_timeout=self.lease, socket_connect_timeout=self.lease
+        self._client = make_client(
+            self.redis_url, connect_timeout=self.lease, socket_timeout=self.lease
         )
         self._runner = ReplicaRunner(
             self.broker,
@@ -243,7 +247,7 @@ class KitScheduler(TaskiqScheduler):
             await self._runner.stop()
             self._runner = None
         if self._client is not None:
-            await self._client.aclose()
+            await close_client(self._client)
             self._client = None
         await super().shutdown()
 

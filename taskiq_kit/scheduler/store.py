@@ -23,9 +23,12 @@ from taskiq_kit.scheduler.keys import DEFAULT_NAME, DEFAULT_PREFIX, SchedulerKey
 from taskiq_kit.scheduler.models import Schedule, schedule_adapter
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from taskiq_kit.redis.connect import RedisClient
 
 _redis = require("redis.asyncio", extra="scheduler", feature="the replica-safe scheduler")
+
+from taskiq_kit.redis.connect import close_client, make_client  # noqa: E402 - after the extra check
+
 logger = logging.getLogger("taskiq_kit.scheduler")
 
 
@@ -67,7 +70,7 @@ class RedisScheduleStore:
     """
 
     def __init__(
-        self, client: Redis, *, name: str = DEFAULT_NAME, prefix: str = DEFAULT_PREFIX
+        self, client: RedisClient, *, name: str = DEFAULT_NAME, prefix: str = DEFAULT_PREFIX
     ) -> None:
         self.client = client
         self.keys = SchedulerKeys(name=name, prefix=prefix)
@@ -78,12 +81,12 @@ class RedisScheduleStore:
         cls, url: str, *, name: str = DEFAULT_NAME, prefix: str = DEFAULT_PREFIX
     ) -> RedisScheduleStore:
         """Build a store with its own client for ``url``; close it with :meth:`close`."""
-        client: Redis = _redis.Redis.from_url(url)
+        client = make_client(url)
         return cls(client, name=name, prefix=prefix)
 
     async def close(self) -> None:
         """Close the client."""
-        await self.client.aclose()
+        await close_client(self.client)
 
     async def add(self, schedule: Schedule, *, replace: bool = False) -> None:
         """Store ``schedule``; the leader fires it from its next refresh on.

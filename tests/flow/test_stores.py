@@ -19,13 +19,30 @@ from taskiq_kit.flow.redis_store import RedisFlowStore
 from taskiq_kit.flow.store import FlowStore, MemoryFlowStore
 from taskiq_kit.results.postgres import PostgresResultBackend
 from taskiq_kit.results.redis import RedisResultBackend
+from tests.inspect.conftest import delete_keys
 
 
-@pytest.fixture(params=["redis", "postgres", "memory"])
+@pytest.fixture(
+    params=[
+        "redis",
+        "postgres",
+        "memory",
+        pytest.param("redis-cluster", marks=[pytest.mark.slow, pytest.mark.cluster]),
+    ]
+)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[FlowStore]:
     name = f"kit_flow_{uuid.uuid4().hex[:10]}"
     if request.param == "memory":
         yield MemoryFlowStore()
+    elif request.param == "redis-cluster":
+        cluster_url: str = request.getfixturevalue("redis_cluster").url
+        cluster_backend: RedisResultBackend[Any] = RedisResultBackend(cluster_url, prefix=name)
+        await cluster_backend.startup()
+        try:
+            yield RedisFlowStore(cluster_backend)
+        finally:
+            await cluster_backend.shutdown()
+            await delete_keys(cluster_url, f"{name}:*")
     elif request.param == "redis":
         url = request.getfixturevalue("redis_url")
         redis_backend: RedisResultBackend[Any] = RedisResultBackend(url, prefix=name)
@@ -90,6 +107,17 @@ async def test_an_expired_lease_frees_its_slot_and_renewal_keeps_it(store: FlowS
     # "dead" was never renewed: its lease ran out; "alive" still holds its slot.
     assert await store.acquire_slot("e", "waiting", 2, 30.0)
     assert not await store.acquire_slot("e", "another", 2, 30.0)
+
+
+async def test_one_renewal_call_keeps_the_slots_of_many_keys(store: FlowStore) -> None:
+    # Ten keys (ten cluster slots on a cluster): one renew_slots call extends every lease.
+    keys = [f"many-{i}" for i in range(10)]
+    for key in keys:
+        assert await store.acquire_slot(key, "holder", 1, 0.3)
+    await store.renew_slots([(key, "holder", 30.0) for key in keys])
+    await asyncio.sleep(0.5)  # past the first leases
+    taken = [await store.acquire_slot(key, "other", 1, 30.0) for key in keys]
+    assert taken == [False] * 10
 
 
 async def test_claims_and_latest(store: FlowStore) -> None:

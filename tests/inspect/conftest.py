@@ -15,9 +15,16 @@ import asyncpg
 import pytest
 
 from taskiq_kit import KitBroker, make_broker
+from taskiq_kit.redis.connect import close_client, make_client
 from tests.results.conftest import delete_redis_keys
 
-STORES = ["memory", "redis", "postgres"]
+STORES: list[Any] = [
+    "memory",
+    "redis",
+    "postgres",
+    pytest.param("redis-cluster", marks=[pytest.mark.slow, pytest.mark.cluster]),
+    pytest.param("redis-sentinel", marks=[pytest.mark.slow, pytest.mark.cluster]),
+]
 
 MakeBroker = Callable[..., Awaitable[KitBroker]]
 
@@ -29,6 +36,27 @@ async def drop_tables(postgres_url: str, *tables: str) -> None:
             await conn.execute(f'DROP TABLE IF EXISTS "{table}", "{table}_workers"')
     finally:
         await conn.close()
+
+
+def redis_store_url(request: pytest.FixtureRequest, store: str) -> str:
+    """The URL of the Redis server (``redis``), or of the private Redis Cluster (``redis-cluster``)
+    or Sentinels (``redis-sentinel``).
+    """
+    if store == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    private: Any = request.getfixturevalue(store.replace("-", "_"))
+    return str(private.url)
+
+
+async def delete_keys(url: str, pattern: str) -> None:
+    """Delete the keys matching ``pattern`` on a server or every node of a cluster."""
+    client = make_client(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=pattern, count=1000)]
+        for key in keys:
+            await client.delete(key)
+    finally:
+        await close_client(client)
 
 
 @pytest.fixture(params=STORES)
@@ -49,11 +77,11 @@ async def make_kit(request: pytest.FixtureRequest, store: str) -> AsyncIterator[
         result_options: dict[str, Any] = dict(options.pop("result_options", {}))
         if store == "memory":
             broker = make_broker("memory://", result_options=result_options, **options)
-        elif store == "redis":
+        elif store.startswith("redis"):
             result_options["prefix"] = name
             broker = make_broker(
                 "memory://",
-                result_url=request.getfixturevalue("redis_url"),
+                result_url=redis_store_url(request, store),
                 result_options=result_options,
                 **options,
             )
@@ -76,5 +104,7 @@ async def make_kit(request: pytest.FixtureRequest, store: str) -> AsyncIterator[
     for name in names:
         if store == "redis":
             await delete_redis_keys(request.getfixturevalue("redis_url"), f"{name}:*")
+        elif store.startswith("redis-"):
+            await delete_keys(redis_store_url(request, store), f"{name}:*")
         elif store == "postgres":
             await drop_tables(request.getfixturevalue("postgres_url"), name)

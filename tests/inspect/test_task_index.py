@@ -8,14 +8,14 @@ import time
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 from taskiq.middlewares import SimpleRetryMiddleware
 
 from taskiq_kit import KitBroker
 from taskiq_kit.exceptions import InvalidCursorError, InvalidQueryError
 from taskiq_kit.inspect import count_tasks, list_tasks
+from taskiq_kit.redis.connect import close_client, make_client
 from taskiq_kit.results.record import TaskStatus
-from tests.inspect.conftest import MakeBroker
+from tests.inspect.conftest import MakeBroker, redis_store_url
 
 
 def tasks_of(broker: KitBroker) -> tuple[Any, Any]:
@@ -195,20 +195,27 @@ async def test_expired_records_leave_index_and_counts(
         await asyncio.sleep(0.2)
     assert left == 0
     assert (await list_tasks(broker)).tasks == []
-    if store == "redis":
+    if store.startswith("redis"):
         # The index's sorted sets are trimmed too, not only hidden.
         backend: Any = broker.result_backend
-        client = Redis.from_url(request.getfixturevalue("redis_url"))
+        client = make_client(redis_store_url(request, store))
         try:
             index = backend.keys.index()
             assert await client.zcard(index + "all") == 0
             assert await client.hlen(index + "entries") == 0
             assert await client.zcard(index + "status:success") == 0
         finally:
-            await client.aclose()
+            await close_client(client)
 
 
-@pytest.mark.parametrize("store", ["redis"])
+@pytest.mark.parametrize(
+    "store",
+    [
+        "redis",
+        pytest.param("redis-cluster", marks=[pytest.mark.slow, pytest.mark.cluster]),
+        pytest.param("redis-sentinel", marks=[pytest.mark.slow, pytest.mark.cluster]),
+    ],
+)
 async def test_redis_listing_drops_entries_whose_record_is_gone(
     make_kit: MakeBroker, store: str, request: pytest.FixtureRequest
 ) -> None:
@@ -217,14 +224,14 @@ async def test_redis_listing_drops_entries_whose_record_is_gone(
     kicked = [await add.kiq(i) for i in range(3)]
     await settle(broker, kicked)
     backend: Any = broker.result_backend
-    client = Redis.from_url(request.getfixturevalue("redis_url"))
+    client = make_client(redis_store_url(request, store))
     try:
         await client.delete(backend.keys.status(kicked[0].task_id))
         page = await list_tasks(broker)
         assert {r.task_id for r in page.tasks} == {t.task_id for t in kicked[1:]}
         assert await client.zscore(backend.keys.index() + "all", kicked[0].task_id) is None
     finally:
-        await client.aclose()
+        await close_client(client)
     assert (await count_tasks(broker))[TaskStatus.SUCCESS] == 2
 
 

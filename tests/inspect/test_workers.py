@@ -16,7 +16,7 @@ from taskiq_kit import KitBroker
 from taskiq_kit.inspect import WorkerInfo, list_workers
 from taskiq_kit.inspect.workers import MISSED_BEATS, cli_concurrency
 from tests.inspect.conftest import drop_tables
-from tests.inspect.worker_app import HEARTBEAT, build, register
+from tests.inspect.worker_app import HEARTBEAT, REDIS_URL, build, register
 from tests.processes import kill_group, taskiq_worker
 from tests.results.conftest import delete_redis_keys
 
@@ -45,12 +45,24 @@ async def poll(
         await asyncio.sleep(0.1)
 
 
-@pytest.mark.parametrize("store", ["redis", "postgres"])
-async def test_clean_shutdown_leaves_the_registry(store: str, named: str) -> None:
+@pytest.mark.parametrize(
+    "store",
+    [
+        "redis",
+        "postgres",
+        pytest.param("redis-cluster", marks=[pytest.mark.slow, pytest.mark.cluster]),
+    ],
+)
+async def test_clean_shutdown_leaves_the_registry(
+    store: str, named: str, request: pytest.FixtureRequest
+) -> None:
+    url = REDIS_URL
+    if store == "redis-cluster":
+        store, url = "redis", request.getfixturevalue("redis_cluster").url
     # A long heartbeat: the entry could only vanish this fast by the worker's own leave().
-    worker = build(store, named, heartbeat=60.0)
+    worker = build(store, named, heartbeat=60.0, url=url)
     worker.is_worker_process = True
-    client = build(store, named)
+    client = build(store, named, url=url)
     await client.startup()
     try:
         await worker.startup()

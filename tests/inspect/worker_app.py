@@ -19,11 +19,16 @@ NAME = os.environ.get("KIT_TEST_NAME", "kit-test-inspect-workers")
 STORE = os.environ.get("KIT_TEST_STORE", "redis")
 
 
-def build(store: str, name: str, heartbeat: float = HEARTBEAT) -> KitBroker:
-    """The Redis broker named ``name`` with its records in ``store`` (``redis``/``postgres``)."""
+def build(
+    store: str, name: str, heartbeat: float = HEARTBEAT, *, url: str = REDIS_URL
+) -> KitBroker:
+    """The Redis broker named ``name`` with its records in ``store`` (``redis``/``postgres``).
+
+    ``url``: the broker's Redis (and the store's, for ``redis``), e.g. a private cluster's.
+    """
     if store == "redis":
         return make_broker(
-            REDIS_URL,
+            url,
             queue_name=name,
             key_prefix=name,
             result_options={"prefix": name},

@@ -31,3 +31,9 @@ async def redis() -> AsyncIterator[Redis]:
     client = Redis.from_url(REDIS_URL)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def worker_url(redis_url: str) -> str:
+    """The URL the worker processes of a test use (tests on a cluster override it)."""
+    return REDIS_URL

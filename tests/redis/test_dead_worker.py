@@ -29,8 +29,8 @@ MARGIN = 2.5
 DEFAULTS = {"KIT_TEST_IDLE_TIMEOUT": "30"}
 
 
-def _kicker(queue: str) -> tuple[RedisBroker, Any, Any]:
-    broker = make_test_broker(queue)
+def _kicker(queue: str, url: str = REDIS_URL) -> tuple[RedisBroker, Any, Any]:
+    broker = make_test_broker(queue, url)
 
     @broker.task(task_name="record")
     async def record(number: int, sleep: float = 0.0, *, block: bool = False) -> None:
@@ -56,12 +56,12 @@ async def _beating(redis: Redis, keys: RedisKeys) -> set[str]:
 
 @pytest.mark.timeout(90)
 async def test_killed_workers_tasks_run_on_a_live_worker_within_seconds(
-    queue: str, redis: Redis
+    queue: str, redis: Redis, worker_url: str
 ) -> None:
-    broker, _record, hang = _kicker(queue)
+    broker, _record, hang = _kicker(queue, worker_url)
     await broker.startup()
     try:
-        with worker_process(queue, REDIS_URL, "--max-async-tasks", "2", **DEFAULTS) as victim:
+        with worker_process(queue, worker_url, "--max-async-tasks", "2", **DEFAULTS) as victim:
             # 2 tasks running (they hang until the worker dies) and 4 read ahead, not started.
             await redis.set(hang_key(queue), 1)
             await asyncio.gather(*(hang.kiq(number) for number in range(6)))
@@ -75,7 +75,7 @@ async def test_killed_workers_tasks_run_on_a_live_worker_within_seconds(
             await eventually(victim_holds_all, 30, "the victim to hold all 6 tasks")
             (victim_name,) = await _consumers(redis, broker.keys)
             assert f"-{worker_child_pid(victim)}-" in victim_name
-            with worker_process(queue, REDIS_URL, **DEFAULTS):
+            with worker_process(queue, worker_url, **DEFAULTS):
                 await eventually(
                     lambda: _beating_count(redis, broker.keys, 2), 30, "the survivor to beat"
                 )

@@ -11,10 +11,9 @@ import asyncio
 import os
 import time
 
-from redis.asyncio import Redis
-
 from taskiq_kit import MemoryResultBackend
 from taskiq_kit.redis import RedisBroker
+from taskiq_kit.redis.connect import RedisClient, make_client
 
 URL = os.environ.get("KIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 QUEUE = os.environ.get("KIT_TEST_QUEUE", "kit-test-worker")
@@ -29,7 +28,7 @@ broker = RedisBroker(
     dead_after=float(os.environ.get("KIT_TEST_DEAD_AFTER", "3")),
 )
 
-_clients: list[Redis] = []
+_clients: list[RedisClient] = []
 
 
 def done_key(queue: str) -> str:
@@ -54,9 +53,9 @@ def hang_key(queue: str) -> str:
     return f"kit-test:{{{queue}}}:hang"
 
 
-def _client() -> Redis:
+def _client() -> RedisClient:
     if not _clients:
-        _clients.append(Redis.from_url(URL))
+        _clients.append(make_client(URL))  # any kit Redis URL: one server, a cluster, Sentinels
     return _clients[0]
 
 

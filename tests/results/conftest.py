@@ -22,7 +22,13 @@ from taskiq_kit.results.record import FINAL_VALUES, TaskStatus
 from taskiq_kit.results.redis import RedisResultBackend
 from taskiq_kit.results.writes import FINAL, KICK, MARK, RUN, RecordWrite, WriteOutcome
 
-BACKEND_KINDS = ["memory", "redis", "postgres"]
+BACKEND_KINDS: list[Any] = [
+    "memory",
+    "redis",
+    "postgres",
+    pytest.param("redis-cluster", marks=[pytest.mark.slow, pytest.mark.cluster]),
+    pytest.param("redis-sentinel", marks=[pytest.mark.slow, pytest.mark.cluster]),
+]
 
 MakeBackend = Callable[..., Awaitable[KitResultBackend[Any]]]
 
@@ -74,6 +80,9 @@ async def make_backend(
             backend = MemoryResultBackend(**options)
         elif backend_kind == "redis":
             url = request.getfixturevalue("redis_url")
+            backend = RedisResultBackend(url, prefix=prefix, **options)
+        elif backend_kind in ("redis-cluster", "redis-sentinel"):
+            url = request.getfixturevalue(backend_kind.replace("-", "_")).url
             backend = RedisResultBackend(url, prefix=prefix, **options)
         else:
             url = request.getfixturevalue("postgres_url")

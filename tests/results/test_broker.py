@@ -165,4 +165,9 @@ def test_backends_need_started(backend_kind: str) -> None:
         asyncio.run(backend.get_record("x"))
 
 
-_URLS = {"redis": "redis://127.0.0.1:6379/0", "postgres": "postgresql://127.0.0.1:5432/test"}
+_URLS = {
+    "redis": "redis://127.0.0.1:6379/0",
+    "postgres": "postgresql://127.0.0.1:5432/test",
+    "redis-cluster": "redis+cluster://127.0.0.1:6379/",
+    "redis-sentinel": "redis+sentinel://127.0.0.1:26379/mymaster/0",
+}

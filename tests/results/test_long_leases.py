@@ -27,13 +27,30 @@ from taskiq_kit.flow.long import (
 from taskiq_kit.memory import MemoryResultBackend
 from taskiq_kit.results.postgres import PostgresResultBackend
 from taskiq_kit.results.redis import RedisResultBackend
+from tests.inspect.conftest import delete_keys
 from tests.results.conftest import delete_redis_keys
 
 
-@pytest.fixture(params=["redis", "postgres"])
+@pytest.fixture(
+    params=[
+        "redis",
+        "postgres",
+        pytest.param("redis-cluster", marks=[pytest.mark.slow, pytest.mark.cluster]),
+    ]
+)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[LeaseStore]:
     """A started backend's lease store; its keys or tables are removed afterwards."""
     run = uuid.uuid4().hex[:10]
+    if request.param == "redis-cluster":
+        cluster_url: str = request.getfixturevalue("redis_cluster").url
+        cluster_backend = RedisResultBackend[Any](cluster_url, prefix=f"kit-test-long-{run}")
+        await cluster_backend.startup()
+        found = lease_store_of(cluster_backend)
+        assert found is not None
+        yield found
+        await cluster_backend.shutdown()
+        await delete_keys(cluster_url, f"kit-test-long-{run}:*")
+        return
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
         redis_backend = RedisResultBackend[Any](url, prefix=f"kit-test-long-{run}")

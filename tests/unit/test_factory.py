@@ -34,7 +34,8 @@ def test_bad_url_errors_name_schemes_and_hide_password(url: str, fragment: str) 
     message = str(caught.value)
     assert SECRET not in message
     assert SECRET not in repr(caught.value)
-    assert "amqp://, amqps://, redis://, rediss://, memory://" in message
+    assert "amqp://, amqps://, redis://, rediss://, redis+cluster://" in message
+    assert "redis+sentinel://, rediss+sentinel://, memory://" in message
     assert isinstance(caught.value, ValueError)
 
 
