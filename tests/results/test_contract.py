@@ -15,12 +15,12 @@ from taskiq.result import TaskiqResult
 
 from taskiq_kit.exceptions import TaskFailedError
 from taskiq_kit.memory import MemoryBroker
+from taskiq_kit.redis.connect import is_cluster
 from taskiq_kit.results.api import watch_progress
 from taskiq_kit.results.backend import KitResultBackend
 from taskiq_kit.results.postgres import PostgresResultBackend
 from taskiq_kit.results.progress import ProgressReport, make_report
 from taskiq_kit.results.record import ErrorInfo, TaskStatus
-from taskiq_kit.redis.connect import is_cluster
 from taskiq_kit.results.redis import RedisResultBackend
 from tests.results.conftest import MakeBackend, new_id, write
 
