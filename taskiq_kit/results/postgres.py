@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -18,7 +17,6 @@ from taskiq.result import TaskiqResult
 
 from taskiq_kit.exceptions import (
     ResultBackendNotStartedError,
-    ResultDecodeError,
     ResultStoreNotAvailableError,
 )
 from taskiq_kit.results.arguments import DEFAULT_ARGS_LIMIT, RecordArgs
@@ -29,10 +27,9 @@ from taskiq_kit.results.codec import (
     decode_progress,
     encode_progress,
     make_codec,
-    parse_record,
 )
 from taskiq_kit.results.postgres_connect import UNREACHABLE, open_pool
-from taskiq_kit.results.postgres_inspect import PostgresInspect
+from taskiq_kit.results.postgres_inspect import PostgresInspect, decode_record_text
 from taskiq_kit.results.postgres_inspect import schema_sql as inspect_schema_sql
 from taskiq_kit.results.postgres_sql import DEFAULT_TABLE, check_table, render
 from taskiq_kit.results.postgres_watch import PostgresNotifier
@@ -301,16 +298,9 @@ class PostgresResultBackend(KitResultBackend[_R], PostgresInspect):
     @reaching
     async def get_record(self, task_id: str) -> TaskRecord | None:
         """Return the record of ``task_id``, if any."""
-        text = await self.pool.fetchval(self._sql["get_record"], task_id)
-        if text is None:
-            return None
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise ResultDecodeError(
-                what="status record", task_id=task_id, serializer="json", reason=str(exc)
-            ) from exc
-        return parse_record(task_id, data)
+        return decode_record_text(
+            task_id, await self.pool.fetchval(self._sql["get_record"], task_id)
+        )
 
     @reaching
     async def abort_requested_among(self, task_ids: Sequence[str]) -> list[str]:

@@ -129,7 +129,7 @@ class PostgresInspect:
         )
         rows = await self.pool.fetch(sql, *params)
         page = rows[:limit]
-        tasks = [_record(row["task_id"], row["record"]) for row in page]
+        tasks = [decode_record_text(row["task_id"], row["record"]) for row in page]
         next_cursor = None
         if len(rows) > limit:
             last = page[-1]
@@ -190,7 +190,13 @@ class PostgresInspect:
         return [WorkerInfo.model_validate_json(row["info"]) for row in rows]
 
 
-def _record(task_id: str, text: str | None) -> TaskRecord | None:
+def decode_record_text(task_id: str, text: str | None) -> TaskRecord | None:
+    """The record stored as JSON ``text`` (``None``: no record).
+
+    Raises:
+        ResultDecodeError: when the text is not JSON.
+
+    """
     if text is None:
         return None
     try:
