@@ -20,6 +20,7 @@ from taskiq_kit.exceptions import (
     TaskiqKitError,
 )
 from taskiq_kit.flow import Concurrency, Debounce, RateLimit, Unique
+from taskiq_kit.inspect import queue_figures
 
 
 def _broker() -> MemoryBroker:
@@ -158,7 +159,17 @@ async def test_debounce_runs_the_last_kick_and_supersedes_the_others() -> None:
             assert record.status is TaskStatus.ABORTED
             assert record.reason == f"superseded by {successor.task_id}"
         assert (await kicks[-1].wait_result(timeout=5)).return_value == "v3"
-        await asyncio.sleep(0.1)  # the superseded deliveries arrive (due at the same time)
+
+        # The superseded deliveries (due at the same time) reach the gate and are dropped: wait
+        # until the broker holds nothing delayed, ready or running, then count the runs.
+        async def settled() -> bool:
+            (queue,) = await queue_figures(broker)
+            return queue.delayed == queue.ready == queue.in_flight == 0
+
+        deadline = time.monotonic() + 5
+        while not await settled():
+            assert time.monotonic() < deadline, "the superseded deliveries never settled"
+            await asyncio.sleep(0.01)
         assert ran == ["v3"]
     finally:
         await broker.shutdown()
